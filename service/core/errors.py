@@ -1,0 +1,38 @@
+"""Typed errors raised by the core.
+
+The web layer maps them to HTTP: ``SpecError`` -> 422 (the request names
+something unknown or gives a parameter out of range), ``ShapeError`` and
+``NonFiniteError`` -> 400 (well-formed, but cannot be computed).
+Every error names the field it concerns, when there is one.
+"""
+
+from __future__ import annotations
+
+
+class CoreError(ValueError):
+    """Base class; ``code`` is the stable machine-readable error code."""
+
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class SpecError(CoreError):
+    """An unknown name, an unknown parameter or a parameter out of range."""
+
+    code = "invalid_spec"
+
+
+class ShapeError(CoreError):
+    """Shapes that do not fit together (or a rank the operation does not take)."""
+
+    code = "shape_mismatch"
+
+
+class NonFiniteError(CoreError):
+    """A result overflowed its dtype (or became NaN); nothing non-finite is returned."""
+
+    code = "non_finite_result"
