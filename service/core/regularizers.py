@@ -203,9 +203,9 @@ class Orthogonal(Regularizer):
         penalty = factor · 0.5 · Σ_{i≠j} |P_ij| / (n(n−1)/2)
 
     Mode ``"columns"`` does the same on ``Wᵀ``.  Gradient, with
-    ``c = factor / (n(n−1)/2)`` and ``G_P = c·sign(P)`` off the diagonal::
+    ``c = factor / (n(n−1)/2)``, ``G_P = ½·c·sign(P)`` off the diagonal and 0 on it::
 
-        G_V = 2·G_P·V       (P is symmetric; the ½ cancels the pair counted twice)
+        G_V = (G_P + G_Pᵀ)·V = c·sign(P)·V      (P = V Vᵀ is symmetric)
         G_w_i = s_i (G_v_i − (G_v_i·v_i) v_i)   where the row was normalised, s_i = 1/‖w_i‖
         G_w_i = G_v_i / eps                    where the norm was clamped (‖w_i‖ ≤ eps)
 
@@ -268,7 +268,7 @@ class Orthogonal(Regularizer):
             sign = np.sign(v @ v.T)
             np.fill_diagonal(sign, 0)
             c = factor_in(self.factor, x.dtype) / w.dtype.type(n * (n - 1) / 2)
-            g_v = (2 * c) * (sign @ v)
+            g_v = c * (sign @ v)
             radial = np.einsum("ij,ij->i", g_v, v)
             g = scale[:, None] * np.where(clamped[:, None], g_v, g_v - radial[:, None] * v)
         return to_dtype(g if self.mode == "rows" else g.T, x.dtype)
