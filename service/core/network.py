@@ -1,0 +1,239 @@
+"""A stack of Dense layers with a data loss: every loss term and its gradient per parameter.
+
+The objective Keras ``fit`` minimises::
+
+    total = data_loss + Σ_layers (activity_regularizer + kernel_regularizer + bias_regularizer)
+
+``losses`` labels each term ``"<layer>/<term>"`` (layer names default to Keras's
+``dense``, ``dense_1``, ``dense_2``, …) beside ``"data_loss"`` and ``"total"``.
+``gradients["<layer>/kernel"]["<term>"]`` is the gradient of one term with respect
+to one parameter; a term that does not reach a parameter is omitted:
+
+* ``data_loss`` reaches every parameter;
+* a weight penalty reaches only its own weight;
+* the activity penalty of layer k reaches the kernels and biases of layers ≤ k.
+
+``gradients[...]["total"]`` is their sum: the gradient ``fit`` applies.
+
+Crossentropy on a sigmoid/softmax head: Keras's ``sigmoid`` and ``softmax``
+activations attach their logits to their output, and ``binary_crossentropy`` /
+``categorical_crossentropy`` with ``from_logits=False`` then compute from those
+logits (no probability clipping).  The service does the same for the matching
+pairs (sigmoid → binary, softmax over the last axis → categorical).  Keras also
+takes that shortcut for the crossed pairs (a softmax head with binary
+crossentropy, a sigmoid head with categorical crossentropy), where it computes a
+different function than the one asked for; the service does not copy that and
+computes those losses on the probabilities.
+
+Example (one linear layer, MSE)::
+
+    >>> x = np.array([[1.0, 2.0]], np.float64); t = np.array([[1.0]])
+    >>> r = network(x, t, [LayerSpec(kernel=np.array([[0.5], [0.25]]), kernel_regularizer="l2")])
+    >>> float(r.losses["data_loss"]), float(r.losses["dense/kernel_regularizer"])
+    (0.0, 0.003125)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.core import losses as loss_registry
+from service.core.activations import Activation
+from service.core.dense import (
+    ActivationSpec,
+    Layer,
+    Pass,
+    RegularizerSpec,
+    activity_gradient,
+    activity_scale,
+    backward,
+    build_layer,
+    check_inputs,
+    check_normalization,
+    finish,
+    forward,
+    layer_penalties,
+    total,
+)
+from service.core.errors import ShapeError, SpecError
+from service.core.losses import Loss
+from service.core.numeric import FloatArray, result_dtype, work_dtype
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One Dense layer of a stack, as a client describes it."""
+
+    kernel: np.ndarray
+    bias: np.ndarray | None = None
+    activation: ActivationSpec = None
+    kernel_regularizer: RegularizerSpec = None
+    bias_regularizer: RegularizerSpec = None
+    activity_regularizer: RegularizerSpec = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class NetworkResult:
+    outputs: np.ndarray
+    losses: dict[str, np.floating[Any]]
+    gradients: dict[str, dict[str, np.ndarray]] | None
+
+
+def layer_names(specs: Sequence[LayerSpec]) -> list[str]:
+    """Explicit names, and Keras's ``dense``, ``dense_1``, … for unnamed layers (in order)."""
+    names: list[str] = []
+    unnamed = 0
+    for i, spec in enumerate(specs):
+        if spec.name is None:
+            names.append("dense" if unnamed == 0 else f"dense_{unnamed}")
+            unnamed += 1
+            continue
+        if not spec.name or "/" in spec.name:
+            raise SpecError(
+                f"layers.{i}.name must be a non-empty string without '/', got {spec.name!r}",
+                field=f"layers.{i}.name",
+            )
+        names.append(spec.name)
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise SpecError(
+                f"layer names must be unique: {name!r} names layers {seen[name]} and {i}",
+                field=f"layers.{i}.name",
+            )
+        seen[name] = i
+    return names
+
+
+def logits_loss(loss: Loss, head: Activation, ndim: int) -> Loss | None:
+    """The from-logits loss Keras substitutes for a matching sigmoid/softmax head, if any."""
+    if loss.params.get("from_logits") is not False:
+        return None
+    if loss.name == "binary_crossentropy" and head.name == "sigmoid":
+        return loss.with_logits()
+    if (
+        loss.name == "categorical_crossentropy"
+        and head.name == "softmax"
+        and head.params.get("axis") in (-1, ndim - 1)
+    ):
+        return loss.with_logits()
+    return None
+
+
+def _get_loss(spec: str | Mapping[str, Any] | Loss) -> Loss:
+    try:
+        return loss_registry.get(spec)
+    except SpecError as exc:
+        raise SpecError(f"loss: {exc.message}", field="loss") from None
+
+
+def _backprop(
+    layers: Sequence[Layer],
+    passes: Sequence[Pass],
+    names: Sequence[str],
+    top: int,
+    g_z: FloatArray,
+    term: str,
+    grads: dict[str, dict[str, FloatArray]],
+) -> None:
+    """Propagate ``g_z = ∂term/∂z_top`` down to layer 0, recording each kernel and bias gradient."""
+    for i in range(top, -1, -1):
+        d_kernel, d_bias, d_x = backward(layers[i], passes[i], g_z, need_inputs=i > 0)
+        grads[f"{names[i]}/kernel"][term] = d_kernel
+        if d_bias is not None:
+            grads[f"{names[i]}/bias"][term] = d_bias
+        if i > 0:
+            assert d_x is not None
+            below = passes[i - 1]
+            g_z = layers[i - 1].activation.vjp(below.z, below.y, d_x)
+
+
+def network(
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    layers: Sequence[LayerSpec],
+    loss: str | Mapping[str, Any] | Loss = "mean_squared_error",
+    activity_normalization: str = "batch",
+    return_gradients: bool = True,
+) -> NetworkResult:
+    """Forward pass of a Dense stack, every loss term, and every term's gradient per parameter.
+
+    The computation runs in the promoted dtype of all tensors given.
+    """
+    check_normalization(activity_normalization)
+    if not layers:
+        raise SpecError("layers must hold at least one layer", field="layers")
+    names = layer_names(layers)
+    dtype = result_dtype(inputs, targets, *(a for s in layers for a in (s.kernel, s.bias)))
+    built = [
+        build_layer(
+            s.kernel, s.bias, s.activation, s.kernel_regularizer, s.bias_regularizer,
+            s.activity_regularizer, dtype=dtype, where=f"layers.{i}.",
+        )
+        for i, s in enumerate(layers)
+    ]
+    data_loss_fn = _get_loss(loss)
+
+    wd = work_dtype(dtype)
+    x: FloatArray = np.asarray(inputs, dtype=wd)
+    passes: list[Pass] = []
+    for i, layer in enumerate(built):
+        check_inputs(x, layer, field="inputs" if i == 0 else f"the outputs of layer {names[i - 1]!r}")
+        passes.append(forward(layer, x))
+        x = passes[-1].y
+    if targets.shape != x.shape:
+        raise ShapeError(
+            f"targets have shape {list(targets.shape)} but the network outputs shape "
+            f"{list(x.shape)}; they must be equal",
+            field="targets",
+        )
+    t = np.asarray(targets, dtype=wd)
+    head = passes[-1]
+    from_logits = logits_loss(data_loss_fn, built[-1].activation, head.y.ndim)
+
+    terms: dict[str, Any] = {
+        "data_loss": from_logits.value(t, head.z) if from_logits else data_loss_fn.value(t, head.y)
+    }
+    scales = [activity_scale(p.y, activity_normalization) for p in passes]
+    for name, layer, p, scale in zip(names, built, passes, scales, strict=True):
+        for term, value in layer_penalties(layer, p, scale).items():
+            terms[f"{name}/{term}"] = value
+    losses = finish({**terms, "total": total(terms, head.y.dtype.type(0))}, dtype, prefix="losses.")
+    outputs = finish({"outputs": head.y}, dtype)["outputs"]
+    if not return_gradients:
+        return NetworkResult(outputs=outputs, losses=losses, gradients=None)
+
+    grads: dict[str, dict[str, FloatArray]] = {}
+    like: dict[str, FloatArray] = {}
+    for name, layer in zip(names, built, strict=True):
+        grads[f"{name}/kernel"], like[f"{name}/kernel"] = {}, layer.kernel
+        if layer.bias is not None:
+            grads[f"{name}/bias"], like[f"{name}/bias"] = {}, layer.bias
+
+    g_top = (
+        from_logits.gradient(t, head.z)
+        if from_logits
+        else built[-1].activation.vjp(head.z, head.y, data_loss_fn.gradient(t, head.y))
+    )
+    _backprop(built, passes, names, len(built) - 1, g_top, "data_loss", grads)
+    for k, (name, layer) in enumerate(zip(names, built, strict=True)):
+        for term, reg in layer.regularizers.items():
+            label = f"{name}/{term}"
+            if term == "kernel_regularizer":
+                grads[f"{name}/kernel"][label] = reg.gradient(layer.kernel)
+            elif term == "bias_regularizer":
+                assert layer.bias is not None
+                grads[f"{name}/bias"][label] = reg.gradient(layer.bias)
+            else:
+                g_z = activity_gradient(layer, passes[k], scales[k])
+                _backprop(built, passes, names, k, g_z, label, grads)
+    gradients = {
+        param: finish({**of, "total": total(of, like[param])}, dtype, prefix=f"gradients.{param}.")
+        for param, of in grads.items()
+    }
+    return NetworkResult(outputs=outputs, losses=losses, gradients=gradients)
