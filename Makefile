@@ -19,6 +19,7 @@ install: $(STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check service tests bench
+	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: install
 	$(VENV)/bin/mypy service
