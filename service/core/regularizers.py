@@ -111,8 +111,9 @@ class L1(Regularizer):
         return to_dtype(factor_in(self.l1, x.dtype) * sum_abs(x), x.dtype)
 
     def gradient(self, x: np.ndarray) -> FloatArray:
-        w = as_work(x)
-        return to_dtype(factor_in(self.l1, x.dtype) * np.sign(w), x.dtype)
+        g = np.sign(as_work(x))
+        g *= factor_in(self.l1, x.dtype)
+        return to_dtype(g, x.dtype)
 
     def params(self) -> dict[str, Any]:
         return {"l1": self.l1}

@@ -216,3 +216,11 @@ def test_l2_overflow_in_float32_is_inf_for_the_caller_to_refuse() -> None:
     with np.errstate(all="raise"):
         assert np.isinf(R.L2(1.0).penalty(x))
     assert R.L2(1.0).penalty(x.astype(np.float64)) == pytest.approx(4e40)
+
+
+def test_blocked_sums_on_ten_million_elements_stay_accurate() -> None:
+    x = RNG.normal(size=10_000_000).astype(np.float32)
+    x64 = x.astype(np.float64)
+    assert float(sum_abs(x)) == pytest.approx(np.abs(x64).sum(), rel=2e-7)
+    assert float(sum_squares(x)) == pytest.approx((x64 * x64).sum(), rel=2e-7)
+    assert float(sum_abs(x[::3])) == pytest.approx(np.abs(x64[::3]).sum(), rel=2e-7)
