@@ -1,0 +1,1 @@
+"""Keras reference vectors (``vectors/*.json``), their generator and a small loader."""

@@ -1,0 +1,897 @@
+"""Generate the Keras reference vectors in tests/reference/vectors/*.json.
+
+Every expected number in those files comes from real Keras 3 on the TensorFlow
+backend: values from Keras layers, regularizers, activations and losses, gradients
+from ``tf.GradientTape``.  NumPy only builds the inputs (seeded) and writes the
+results; no expected value is computed with a NumPy formula.
+
+Run it outside the project's venv (Keras/TensorFlow are never dependencies of the
+service or of its tests)::
+
+    python -m venv /work/kerasenv
+    /work/kerasenv/bin/pip install keras==3.15.1 tensorflow-cpu==2.21.0
+    cd <repo root>
+    TF_CPP_MIN_LOG_LEVEL=3 KERAS_BACKEND=tensorflow \\
+        /work/kerasenv/bin/python tests/reference/generate.py
+
+It rewrites regularizers.json, activations.json, losses.json, dense.json and
+network.json (about 30 s on one core).  Each file records the keras, tensorflow and
+numpy versions that produced it.  Inputs depend only on each case's id (the seed is
+``crc32(id)``), so adding a case does not change the others.
+
+Besides writing the vectors, the script asserts the Keras facts the service relies
+on (see ``check_keras_facts``) and, for every network case with batch activity
+normalization, that one SGD(learning_rate=1) ``train_on_batch`` step moves every
+parameter by exactly the recorded ``total`` gradient (so ``total`` is what ``fit``
+applies, logits shortcut and all).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import zlib
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras  # noqa: E402
+
+if keras.backend.backend() != "tensorflow":
+    sys.exit("set KERAS_BACKEND=tensorflow")
+if keras.__version__ != "3.15.1" or tf.__version__ != "2.21.0":
+    print(
+        f"warning: pinned keras==3.15.1 tensorflow-cpu==2.21.0, running keras=={keras.__version__} "
+        f"tensorflow=={tf.__version__}",
+        file=sys.stderr,
+    )
+
+tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+tf.get_logger().setLevel("ERROR")
+
+OUT = Path(__file__).resolve().parent / "vectors"
+DATATYPES = {"float32": "FP32", "float64": "FP64"}
+NP_DTYPES = {"FP32": np.float32, "FP64": np.float64}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def rng_for(case_id: str) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(case_id.encode()))
+
+
+def wire(x) -> dict:
+    """A tensor (NumPy or TF) in the API wire form, every float written exactly."""
+    a = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    return {
+        "shape": list(a.shape),
+        "datatype": DATATYPES[str(a.dtype)],
+        "data": [float(v) for v in a.reshape(-1)],
+    }
+
+
+def scalar(x) -> float:
+    a = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    assert a.shape == (), a.shape
+    return float(a)
+
+
+def grads(tape, target, variables):
+    """Gradients of ``target`` wrt each variable; None where it does not reach."""
+    return tape.gradient(target, variables, unconnected_gradients=tf.UnconnectedGradients.NONE)
+
+
+def keras_regularizer(spec):
+    """The Keras regularizer object for an API regularizer spec."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        return keras.regularizers.get(spec)  # Keras's own identifiers
+    spec = dict(spec)
+    if "class_name" in spec:
+        return keras.regularizers.get(json.loads(json.dumps(spec)))  # Keras deserialization
+    kind = spec.pop("type")
+    cls = {
+        "l1": keras.regularizers.L1,
+        "l2": keras.regularizers.L2,
+        "l1l2": keras.regularizers.L1L2,
+        "orthogonal": keras.regularizers.OrthogonalRegularizer,
+    }[kind]
+    return cls(**spec)
+
+
+def keras_activation(spec):
+    """The Keras activation callable for an API activation spec."""
+    if spec is None or isinstance(spec, str):
+        return keras.activations.get(spec)
+    params = {k: v for k, v in spec.items() if k != "name"}
+    fn = keras.activations.get(spec["name"])
+    return functools.partial(fn, **params) if params else fn
+
+
+LOSS_CLASSES = {
+    "mean_squared_error": keras.losses.MeanSquaredError,
+    "mse": keras.losses.MeanSquaredError,
+    "mean_absolute_error": keras.losses.MeanAbsoluteError,
+    "mae": keras.losses.MeanAbsoluteError,
+    "huber": keras.losses.Huber,
+    "binary_crossentropy": keras.losses.BinaryCrossentropy,
+    "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+}
+
+
+def keras_loss(spec, dtype):
+    """A Keras loss object (default reduction sum_over_batch_size) for an API loss spec.
+
+    ``dtype`` is passed so a float64 case is computed in float64 (a Keras Loss casts
+    its inputs to ``floatx`` = float32 unless told otherwise).
+    """
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    params = {k: v for k, v in spec.items() if k != "name"}
+    return LOSS_CLASSES[spec["name"]](**params, dtype=dtype)
+
+
+def grid(n, extra=(), scale=2.0, rng=None, dtype=np.float32):
+    """``n`` inputs: kinks and far values first, then seeded normals."""
+    base = [-30.0, -6.0, -3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0, 6.0, 30.0, *extra]
+    vals = np.array(base[:n], dtype=np.float64)
+    rest = rng.normal(0.0, scale, n - vals.size)
+    return np.concatenate([vals, rest]).astype(dtype)
+
+
+def write(family: str, cases: list[dict]) -> None:
+    ids = [c["id"] for c in cases]
+    assert len(ids) == len(set(ids)), f"duplicate ids in {family}"
+    header = {
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
+        "script": "tests/reference/generate.py",
+    }
+    lines = ['{"generator": ' + json.dumps(header) + ',', ' "cases": [']
+    for i, case in enumerate(cases):
+        text = json.dumps(case, separators=(",", ":"), allow_nan=False)
+        lines.append("  " + text + ("," if i < len(cases) - 1 else ""))
+    lines.append(" ]}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{family}.json").write_text("\n".join(lines) + "\n")
+    print(f"{family}.json: {len(cases)} cases")
+
+
+# ----------------------------------------------------------------------------- regularizers
+
+
+def regularizer_case(case_id, x, spec):
+    reg = keras_regularizer(spec)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        penalty = reg(xt)
+    gradient = tape.gradient(penalty, xt, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    assert np.isfinite(penalty.numpy()) and np.all(np.isfinite(gradient.numpy())), case_id
+    return {
+        "id": case_id,
+        "request": {"tensor": wire(x), "regularizer": spec},
+        "expected": {"penalty": scalar(penalty), "gradient": wire(gradient)},
+    }
+
+
+def regularizer_cases():
+    cases = []
+
+    def add(case_id, shape_or_x, spec, dtype=np.float32, scale=1.0):
+        if isinstance(shape_or_x, tuple):
+            x = (rng_for(case_id).normal(0.0, scale, shape_or_x)).astype(dtype)
+        else:
+            x = np.asarray(shape_or_x, dtype=dtype)
+        cases.append(regularizer_case(case_id, x, spec))
+
+    # SPEC §7 seed: L1(0.1) on ones((2,2,4))*3 -> 4.8
+    add("seed_l1_0.1_ones_2x2x4_times3", np.ones((2, 2, 4)) * 3, {"type": "l1", "l1": 0.1})
+    with_zeros = rng_for("zeros").normal(0, 1, (4, 5))
+    with_zeros[[0, 1, 3], [2, 0, 4]] = 0.0  # sign(0) = 0 in the L1 gradient
+    add("l1_tagged_with_zeros", with_zeros, {"type": "l1", "l1": 0.05})
+    add("l1_tagged_rank3", (2, 3, 4), {"type": "l1", "l1": 0.3})
+    add("l1_tagged_rank1", (7,), {"type": "l1", "l1": 0.001})
+    add("l1_tagged_default_factor", (3, 3), {"type": "l1"})
+    add("l2_tagged", (5, 3), {"type": "l2", "l2": 0.1})
+    add("l2_tagged_rank3_large_values", (2, 3, 4), {"type": "l2", "l2": 0.02}, scale=300.0)
+    add("l2_tagged_rank4", (2, 2, 3, 2), {"type": "l2", "l2": 0.7})
+    add("l1l2_tagged_both", (4, 3), {"type": "l1l2", "l1": 0.01, "l2": 0.02})
+    add("l1l2_tagged_l1_zero", (4, 3), {"type": "l1l2", "l1": 0.0, "l2": 0.1})
+    add("l1l2_tagged_l2_zero", (4, 3), {"type": "l1l2", "l1": 0.1, "l2": 0.0})
+    add("l1l2_tagged_both_zero", (4, 3), {"type": "l1l2", "l1": 0.0, "l2": 0.0})
+    add("l1l2_tagged_rank3_zeros_in_x", with_zeros.reshape(2, 2, 5), {"type": "l1l2", "l1": 0.2, "l2": 0.3})
+    # Keras identifier strings
+    add("identifier_l1", (3, 4), "l1")
+    add("identifier_l2", (3, 4), "l2")
+    add("identifier_l1l2", (3, 4), "l1l2")  # Keras 3: L1L2(0, 0)
+    add("identifier_orthogonal_regularizer", (4, 3), "orthogonal_regularizer")
+    # orthogonal
+    add("orthogonal_rows", (4, 3), {"type": "orthogonal", "factor": 0.1, "mode": "rows"})
+    add("orthogonal_rows_wide", (3, 6), {"type": "orthogonal", "factor": 0.5, "mode": "rows"})
+    add("orthogonal_rows_two_rows", (2, 5), {"type": "orthogonal", "factor": 1.0, "mode": "rows"})
+    add("orthogonal_columns", (3, 5), {"type": "orthogonal", "factor": 0.1, "mode": "columns"})
+    add("orthogonal_columns_tall", (6, 3), {"type": "orthogonal", "factor": 0.2, "mode": "columns"})
+    add("orthogonal_columns_default_factor", (5, 4), {"type": "orthogonal", "mode": "columns"})
+    zr = rng_for("zero_row").normal(0, 1, (4, 3))
+    zr[2] = 0.0
+    add("orthogonal_rows_zero_row", zr, {"type": "orthogonal", "factor": 0.3, "mode": "rows"})
+    zc = rng_for("zero_col").normal(0, 1, (3, 4))
+    zc[:, 1] = 0.0
+    add("orthogonal_columns_zero_column", zc, {"type": "orthogonal", "factor": 0.3, "mode": "columns"})
+    tiny = rng_for("tiny_row").normal(0, 1, (3, 4))
+    tiny[1] = [1e-9, -2e-9, 3e-9, 0.0]  # norm < eps = 1e-7: scaled by 1/eps, not normalised
+    add("orthogonal_rows_tiny_row_clamped", tiny, {"type": "orthogonal", "factor": 0.1, "mode": "rows"})
+    add("orthogonal_rows_identity", np.eye(3), {"type": "orthogonal", "factor": 0.1, "mode": "rows"})
+    add("orthogonal_rows_nearly_parallel", [[1, 2, 3], [2, 4, 6.5], [-1, -2, -3]], {"type": "orthogonal", "factor": 0.1, "mode": "rows"})
+    # Keras serialized forms, exactly as keras.regularizers.serialize writes them ...
+    for case_id, obj, shape in [
+        ("serialized_L1", keras.regularizers.L1(0.2), (3, 4)),
+        ("serialized_L2", keras.regularizers.L2(0.03), (3, 4)),
+        ("serialized_L1L2", keras.regularizers.L1L2(0.01, 0.01), (3, 4)),
+        ("serialized_OrthogonalRegularizer", keras.regularizers.OrthogonalRegularizer(0.2, "columns"), (4, 3)),
+    ]:
+        add(case_id, shape, keras.regularizers.serialize(obj))
+    # ... and the bare {"class_name", "config"} with the snake-case class names Keras accepts
+    add("serialized_snake_l1", (3, 4), {"class_name": "l1", "config": {"l1": 0.2}})
+    add("serialized_snake_l2", (3, 4), {"class_name": "l2", "config": {"l2": 0.03}})
+    add("serialized_snake_l1l2", (3, 4), {"class_name": "l1l2", "config": {"l1": 0.01, "l2": 0.05}})
+    add("serialized_snake_orthogonal_regularizer", (4, 3), {"class_name": "orthogonal_regularizer", "config": {"factor": 0.2, "mode": "rows"}})
+    # FP64: factors exactly representable in float32 (Keras rounds every factor to float32,
+    # the service keeps the exact factor; with these the two agree).  Keras's
+    # OrthogonalRegularizer fails on float64 input (float32 factor * float64 tensor), so
+    # there is no FP64 orthogonal case.
+    add("fp64_l1", (3, 4), {"type": "l1", "l1": 0.125}, dtype=np.float64)
+    add("fp64_l2", (2, 3, 2), {"type": "l2", "l2": 0.25}, dtype=np.float64)
+    add("fp64_l1l2", (4, 3), {"type": "l1l2", "l1": 0.5, "l2": 0.125}, dtype=np.float64)
+    add("fp64_l1_seed", np.ones((2, 2, 4)) * 3, {"type": "l1", "l1": 0.5}, dtype=np.float64)
+    add("fp64_serialized_L2", (3, 3), {"class_name": "L2", "config": {"l2": 0.5}}, dtype=np.float64)
+    assert cases[0]["expected"]["penalty"] == float(np.float32(4.8)), cases[0]["expected"]["penalty"]
+    return cases
+
+
+# ----------------------------------------------------------------------------- activations
+
+PIECEWISE_KINKS = {
+    "relu": (),
+    "relu6": (),
+    "hard_sigmoid": (-3.0, 3.0),
+    "hard_silu": (-3.0, 3.0),
+    "hard_swish": (-3.0, 3.0),
+    "hard_tanh": (-1.0, 1.0),
+    "sparse_plus": (-1.0, 1.0),
+    "sparse_sigmoid": (-1.0, 1.0),
+}
+
+
+def activation_case(case_id, spec, x):
+    rng = rng_for(case_id + "/upstream")
+    upstream = rng.normal(0.0, 1.0, x.shape).astype(x.dtype)
+    fn = keras_activation(spec)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = fn(xt)
+        target = tf.reduce_sum(tf.constant(upstream) * y)
+    vjp = tape.gradient(target, xt)
+    assert np.all(np.isfinite(y.numpy())) and np.all(np.isfinite(vjp.numpy())), case_id
+    return {
+        "id": case_id,
+        "activation": spec,
+        "x": wire(x),
+        "upstream": wire(upstream),
+        "expected": {"y": wire(y), "vjp": wire(vjp)},
+    }
+
+
+def activation_cases():
+    specs = [
+        ("linear", {"name": "linear"}, ()),
+        ("relu", {"name": "relu"}, ()),
+        ("relu_negative_slope", {"name": "relu", "negative_slope": 0.1}, ()),
+        ("relu_max_value_6", {"name": "relu", "max_value": 6.0}, ()),
+        ("relu_max_value_4.5", {"name": "relu", "max_value": 4.5}, (4.5,)),
+        ("relu_threshold_5", {"name": "relu", "threshold": 5.0}, (2.0, 5.0, 7.0)),
+        ("relu_threshold_negative_slope", {"name": "relu", "negative_slope": 0.25, "threshold": 1.5}, (1.5,)),
+        ("relu_all_params", {"name": "relu", "negative_slope": 0.2, "max_value": 4.0, "threshold": 1.5}, (1.5, 4.0)),
+        ("relu_negative_slope_max_value", {"name": "relu", "negative_slope": 0.3, "max_value": 2.0}, (2.0,)),
+        ("leaky_relu", {"name": "leaky_relu"}, ()),
+        ("leaky_relu_slope_0.3", {"name": "leaky_relu", "negative_slope": 0.3}, ()),
+        ("relu6", {"name": "relu6"}, ()),
+        ("elu", {"name": "elu"}, ()),
+        ("elu_alpha_0.5", {"name": "elu", "alpha": 0.5}, ()),
+        ("selu", {"name": "selu"}, ()),
+        ("celu", {"name": "celu"}, ()),
+        ("celu_alpha_2", {"name": "celu", "alpha": 2.0}, ()),
+        ("gelu", {"name": "gelu"}, ()),
+        ("gelu_approximate_false", {"name": "gelu", "approximate": False}, ()),
+        ("gelu_approximate_true", {"name": "gelu", "approximate": True}, ()),
+        ("sigmoid", {"name": "sigmoid"}, ()),
+        ("hard_sigmoid", {"name": "hard_sigmoid"}, ()),
+        ("hard_silu", {"name": "hard_silu"}, ()),
+        ("hard_swish", {"name": "hard_swish"}, ()),
+        ("tanh", {"name": "tanh"}, ()),
+        ("hard_tanh", {"name": "hard_tanh"}, ()),
+        ("softplus", {"name": "softplus"}, ()),
+        ("softsign", {"name": "softsign"}, ()),
+        ("silu", {"name": "silu"}, ()),
+        ("swish", {"name": "swish"}, ()),
+        ("mish", {"name": "mish"}, ()),
+        ("exponential", {"name": "exponential"}, ()),
+        ("log_sigmoid", {"name": "log_sigmoid"}, ()),
+        ("tanh_shrink", {"name": "tanh_shrink"}, ()),
+        ("soft_shrink", {"name": "soft_shrink"}, ()),
+        ("soft_shrink_threshold_1", {"name": "soft_shrink", "threshold": 1.0}, ()),
+        ("hard_shrink", {"name": "hard_shrink"}, ()),
+        ("hard_shrink_threshold_1", {"name": "hard_shrink", "threshold": 1.0}, ()),
+        ("squareplus", {"name": "squareplus"}, ()),
+        ("squareplus_b_1", {"name": "squareplus", "b": 1.0}, ()),
+        ("sparse_plus", {"name": "sparse_plus"}, ()),
+        ("sparse_sigmoid", {"name": "sparse_sigmoid"}, ()),
+    ]
+    cases = []
+    for case_id, spec, extra in specs:
+        kinks = PIECEWISE_KINKS.get(spec["name"], ())
+        x = grid(32, extra=(*kinks, *extra), rng=rng_for(case_id)).reshape(4, 8)
+        cases.append(activation_case(case_id, spec, x))
+    # a rank-3 input for an elementwise activation
+    x = grid(30, rng=rng_for("relu_rank3")).reshape(2, 3, 5)
+    cases.append(activation_case("relu_rank3", {"name": "relu"}, x))
+    # softmax / log_softmax over the last axis and over another axis
+    for name in ("softmax", "log_softmax"):
+        x2 = grid(24, rng=rng_for(name)).reshape(4, 6)
+        x3 = grid(30, rng=rng_for(name + "3")).reshape(2, 3, 5)
+        cases.append(activation_case(name, {"name": name}, x2))
+        cases.append(activation_case(f"{name}_axis_-1_rank3", {"name": name, "axis": -1}, x3))
+        cases.append(activation_case(f"{name}_axis_0", {"name": name, "axis": 0}, x2))
+        cases.append(activation_case(f"{name}_axis_1_rank3", {"name": name, "axis": 1}, x3))
+    # FP64
+    for case_id, spec in [
+        ("fp64_relu", {"name": "relu"}),
+        ("fp64_leaky_relu", {"name": "leaky_relu", "negative_slope": 0.125}),
+        ("fp64_tanh", {"name": "tanh"}),
+        ("fp64_sigmoid", {"name": "sigmoid"}),
+        ("fp64_gelu", {"name": "gelu", "approximate": False}),
+        ("fp64_gelu_approximate_true", {"name": "gelu", "approximate": True}),
+        ("fp64_selu", {"name": "selu"}),
+        ("fp64_celu_alpha_2", {"name": "celu", "alpha": 2.0}),
+        ("fp64_silu", {"name": "silu"}),
+        ("fp64_mish", {"name": "mish"}),
+        ("fp64_squareplus", {"name": "squareplus"}),
+        ("fp64_hard_silu", {"name": "hard_silu"}),
+        ("fp64_sparse_plus", {"name": "sparse_plus"}),
+        ("fp64_log_sigmoid", {"name": "log_sigmoid"}),
+        ("fp64_elu", {"name": "elu"}),
+        ("fp64_softplus", {"name": "softplus"}),
+        ("fp64_softmax", {"name": "softmax"}),
+        ("fp64_log_softmax_axis_0", {"name": "log_softmax", "axis": 0}),
+    ]:
+        x = grid(24, rng=rng_for(case_id), dtype=np.float64).reshape(4, 6)
+        cases.append(activation_case(case_id, spec, x))
+    return cases
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def loss_case(case_id, spec, y_true, y_pred):
+    dtype = str(y_pred.dtype)
+    loss = keras_loss(spec, dtype)
+    yp = tf.constant(y_pred)
+    with tf.GradientTape() as tape:
+        tape.watch(yp)
+        value = loss(tf.constant(y_true), yp)
+    gradient = tape.gradient(value, yp)
+    assert value.dtype == yp.dtype, (case_id, value.dtype)
+    assert np.isfinite(value.numpy()) and np.all(np.isfinite(gradient.numpy())), case_id
+    return {
+        "id": case_id,
+        "loss": spec,
+        "y_true": wire(y_true),
+        "y_pred": wire(y_pred),
+        "expected": {"value": scalar(value), "gradient": wire(gradient)},
+    }
+
+
+def loss_cases():
+    cases = []
+
+    def add(case_id, spec, y_true, y_pred):
+        cases.append(loss_case(case_id, spec, y_true, y_pred))
+
+    def normal(case_id, shape, scale=1.0, dtype=np.float32):
+        r = rng_for(case_id)
+        return r.normal(0, scale, shape).astype(dtype), r.normal(0, scale, shape).astype(dtype)
+
+    def probs(case_id, shape, dtype=np.float32):
+        r = rng_for(case_id)
+        return r.uniform(0.02, 0.98, shape).astype(dtype)
+
+    def onehot(case_id, shape, dtype=np.float32):
+        r = rng_for(case_id + "/labels")
+        idx = r.integers(0, shape[-1], shape[:-1])
+        return np.eye(shape[-1])[idx].astype(dtype)
+
+    def simplex(case_id, shape, dtype=np.float32):
+        r = rng_for(case_id + "/simplex")
+        p = r.uniform(0.05, 1.0, shape)
+        return (p / p.sum(axis=-1, keepdims=True)).astype(dtype)
+
+    for name in ("mean_squared_error", "mean_absolute_error", "mse", "mae"):
+        t, p = normal(name, (4, 3))
+        p[0, 1] = t[0, 1]  # a zero error (|e| has derivative 0 there, as TF)
+        p[2, 2] = t[2, 2]
+        add(name, {"name": name}, t, p)
+        t, p = normal(name + "_rank3", (2, 3, 4))
+        add(name + "_rank3", {"name": name}, t, p)
+    t, p = normal("huber", (4, 3), scale=1.5)
+    p[1, 0] = t[1, 0] + 1.0  # |error| == delta exactly
+    p[3, 2] = t[3, 2]
+    add("huber", {"name": "huber"}, t, p)
+    add("huber_delta_1", {"name": "huber", "delta": 1.0}, *normal("huber_delta_1", (5, 2), scale=1.5))
+    t, p = normal("huber_delta_2.5_rank3", (2, 3, 4), scale=3.0)
+    p[0, 0, 0] = t[0, 0, 0] - 2.5
+    add("huber_delta_2.5_rank3", {"name": "huber", "delta": 2.5}, t, p)
+    add("huber_delta_0.25", {"name": "huber", "delta": 0.25}, *normal("huber_delta_0.25", (3, 4)))
+
+    # binary crossentropy
+    bt = (rng_for("bce/labels").uniform(size=(4, 3)) > 0.5).astype(np.float32)
+    add("binary_crossentropy", {"name": "binary_crossentropy"}, bt, probs("bce", (4, 3)))
+    add("binary_crossentropy_from_logits_false", {"name": "binary_crossentropy", "from_logits": False},
+        rng_for("bce_soft").uniform(0, 1, (3, 4)).astype(np.float32), probs("bce_soft2", (3, 4)))
+    bt3 = (rng_for("bce3/labels").uniform(size=(2, 3, 4)) > 0.5).astype(np.float32)
+    add("binary_crossentropy_rank3", {"name": "binary_crossentropy"}, bt3, probs("bce3", (2, 3, 4)))
+    clip_t = np.array([[0, 1, 0, 1, 1, 0], [1, 0, 0.5, 1, 0, 0.25]], np.float32)
+    clip_p = np.array([[0.0, 1.0, 1.0, 0.0, 1e-9, 1 - 1e-9], [1e-7, 1 - 1e-7, 0.5, 1e-6, 0.999999, 2e-8]], np.float32)
+    add("binary_crossentropy_beyond_clip", {"name": "binary_crossentropy"}, clip_t, clip_p)
+    logits = rng_for("bce_logits").normal(0, 3, (4, 3)).astype(np.float32)
+    logits[0, :] = [30.0, -30.0, 0.0]
+    add("binary_crossentropy_from_logits", {"name": "binary_crossentropy", "from_logits": True}, bt, logits)
+    add("binary_crossentropy_from_logits_rank3", {"name": "binary_crossentropy", "from_logits": True},
+        bt3, rng_for("bce_logits3").normal(0, 2, (2, 3, 4)).astype(np.float32))
+
+    # categorical crossentropy
+    add("categorical_crossentropy", {"name": "categorical_crossentropy"}, onehot("cce", (4, 5)), simplex("cce", (4, 5)))
+    add("categorical_crossentropy_soft_labels", {"name": "categorical_crossentropy", "from_logits": False},
+        simplex("cce_soft_t", (3, 4)), simplex("cce_soft_p", (3, 4)))
+    add("categorical_crossentropy_rank3", {"name": "categorical_crossentropy"},
+        onehot("cce3", (2, 3, 4)), simplex("cce3", (2, 3, 4)))
+    unnorm = rng_for("cce_unnormalised").uniform(0.05, 2.0, (3, 4)).astype(np.float32)
+    add("categorical_crossentropy_rows_not_summing_to_1", {"name": "categorical_crossentropy"},
+        onehot("cce_unnormalised", (3, 4)), unnorm)
+    cce_clip_p = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [1e-9, 0.5, 0.5 - 1e-9, 0.0]], np.float32)
+    cce_clip_t = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0.5, 0.25, 0.25, 0]], np.float32)
+    add("categorical_crossentropy_beyond_clip", {"name": "categorical_crossentropy"}, cce_clip_t, cce_clip_p)
+    cl = rng_for("cce_logits").normal(0, 3, (4, 5)).astype(np.float32)
+    cl[0] = [30.0, -30.0, 0.0, 1.0, -1.0]
+    add("categorical_crossentropy_from_logits", {"name": "categorical_crossentropy", "from_logits": True},
+        onehot("cce_logits", (4, 5)), cl)
+    add("categorical_crossentropy_from_logits_rank3", {"name": "categorical_crossentropy", "from_logits": True},
+        simplex("cce_logits3", (2, 3, 4)), rng_for("cce_logits3").normal(0, 2, (2, 3, 4)).astype(np.float32))
+
+    # FP64 (Keras Loss objects built with dtype="float64"; the default casts to float32)
+    add("fp64_mean_squared_error", {"name": "mean_squared_error"}, *normal("fp64_mse", (4, 3), dtype=np.float64))
+    add("fp64_huber_delta_0.5", {"name": "huber", "delta": 0.5}, *normal("fp64_huber", (2, 3, 2), dtype=np.float64))
+    add("fp64_binary_crossentropy", {"name": "binary_crossentropy"},
+        (rng_for("fp64_bce/labels").uniform(size=(3, 3)) > 0.5).astype(np.float64), probs("fp64_bce", (3, 3), np.float64))
+    add("fp64_categorical_crossentropy_from_logits", {"name": "categorical_crossentropy", "from_logits": True},
+        onehot("fp64_cce", (3, 4), np.float64), rng_for("fp64_cce").normal(0, 2, (3, 4)))
+    return cases
+
+
+# ----------------------------------------------------------------------------- dense
+
+
+def make_dense(kernel, bias, activation=None, kr=None, br=None, ar=None, name=None):
+    layer = keras.layers.Dense(
+        kernel.shape[1],
+        activation=keras_activation(activation),
+        use_bias=bias is not None,
+        kernel_regularizer=keras_regularizer(kr),
+        bias_regularizer=keras_regularizer(br),
+        activity_regularizer=keras_regularizer(ar),
+        dtype=str(kernel.dtype),
+        name=name,
+    )
+    layer.build((None, kernel.shape[0]))
+    layer.set_weights([kernel] if bias is None else [kernel, bias])
+    return layer
+
+
+def params_of(layer):
+    return {"kernel": layer.kernel, **({"bias": layer.bias} if layer.bias is not None else {})}
+
+
+def dense_case(case_id, inputs, kernel, bias, activation=None, kr=None, br=None, ar=None, norm="batch"):
+    x = tf.constant(inputs)
+    given = {"activity_regularizer": ar, "kernel_regularizer": kr, "bias_regularizer": br}
+    given = {k: v for k, v in given.items() if v is not None}
+
+    # 1. every regularizer on one Keras layer: Keras's own unlabelled layer.losses
+    layer = make_dense(kernel, bias, activation, kr, br, ar)
+    params = params_of(layer)
+    with tf.GradientTape(persistent=True) as tape:
+        outputs = layer(x)
+        keras_losses = list(layer.losses)  # order: activity, kernel, bias
+        weight_losses = keras_losses[1:] if ar is not None else keras_losses
+        if norm == "batch":
+            total = tf.add_n(keras_losses) if keras_losses else tf.zeros((), outputs.dtype)
+        else:  # undivided activity penalty: the regularizer called on the output
+            parts = ([keras_regularizer(ar)(outputs)] if ar is not None else []) + weight_losses
+            total = tf.add_n(parts) if parts else tf.zeros((), outputs.dtype)
+    total_grads = {p: g if g is not None else tf.zeros_like(v) for (p, v), g in zip(params.items(), grads(tape, total, list(params.values())), strict=True)}
+    assert len(keras_losses) == len(given)
+
+    # 2. one regularizer at a time, to label each term and its gradients
+    losses, gradients = {}, {p: {} for p in params}
+    for term, spec in given.items():
+        one = make_dense(kernel, bias, activation, **{{"kernel_regularizer": "kr", "bias_regularizer": "br", "activity_regularizer": "ar"}[term]: spec})
+        one_params = params_of(one)
+        with tf.GradientTape() as tape:
+            out = one(x)
+            if term == "activity_regularizer" and norm == "none":
+                value = keras_regularizer(spec)(out)
+            else:
+                (value,) = one.losses
+        losses[term] = scalar(value)
+        for p, g in zip(one_params, grads(tape, value, list(one_params.values())), strict=True):
+            if g is not None:
+                gradients[p][term] = wire(g)
+    losses["total"] = scalar(total)
+    for p in params:
+        gradients[p]["total"] = wire(total_grads[p])
+
+    # cross-checks: labelled terms against Keras's unlabelled list and the total
+    order = [t for t in ("activity_regularizer", "kernel_regularizer", "bias_regularizer") if t in given]
+    for term, kl in zip(order, keras_losses, strict=True):
+        expected = losses[term] if (term != "activity_regularizer" or norm == "batch") else losses[term] / inputs.shape[0]
+        np.testing.assert_allclose(scalar(kl), expected, rtol=1e-6, err_msg=f"{case_id} {term}")
+    np.testing.assert_allclose(sum(losses[t] for t in order), losses["total"], rtol=1e-6, atol=1e-12)
+
+    return {
+        "id": case_id,
+        "request": {
+            "inputs": wire(inputs),
+            "kernel": wire(kernel),
+            "bias": None if bias is None else wire(bias),
+            "activation": activation,
+            "kernel_regularizer": kr,
+            "bias_regularizer": br,
+            "activity_regularizer": ar,
+            "activity_normalization": norm,
+        },
+        "expected": {"outputs": wire(outputs), "losses": losses, "gradients": gradients},
+        "keras_layer_losses": [scalar(v) for v in keras_losses],
+    }
+
+
+def dense_cases():
+    cases = []
+
+    def add(case_id, in_shape, units, activation=None, kr=None, br=None, ar=None, norm="batch",
+            use_bias=True, dtype=np.float32, inputs=None, scale=0.5):
+        r = rng_for(case_id)
+        x = r.normal(0, 1, in_shape).astype(dtype) if inputs is None else np.asarray(inputs, dtype)
+        kernel = r.normal(0, scale, (x.shape[-1], units)).astype(dtype)
+        bias = r.normal(0, 0.3, (units,)).astype(dtype) if use_bias else None
+        cases.append(dense_case(case_id, x, kernel, bias, activation, kr, br, ar, norm))
+
+    L1 = {"type": "l1", "l1": 0.1}
+    L2 = {"type": "l2", "l2": 0.1}
+    # SPEC §7 seed
+    seed_x = np.ones((2, 2, 4)) * 3
+    add("seed_dense3_l1_l2_l1_ones_2x2x4_times3", None, 3, None, L1, L2, L1, inputs=seed_x)
+    add("seed_dense3_l1_l2_l1_ones_2x2x4_times3_none", None, 3, None, L1, L2, L1, norm="none", inputs=seed_x)
+    add("rank2_relu_all_three", (5, 4), 3, "relu", {"type": "l2", "l2": 0.01}, {"type": "l1", "l1": 0.02}, {"type": "l2", "l2": 0.05})
+    add("rank2_relu_all_three_none", (5, 4), 3, "relu", {"type": "l2", "l2": 0.01}, {"type": "l1", "l1": 0.02}, {"type": "l2", "l2": 0.05}, norm="none")
+    add("rank2_linear_null_activation_kernel_only", (3, 4), 2, None, {"type": "l1", "l1": 0.01})
+    add("rank2_linear_bias_only", (3, 4), 2, "linear", br={"type": "l2", "l2": 0.2})
+    add("rank2_sigmoid_activity_l2", (4, 3), 5, "sigmoid", ar={"type": "l2", "l2": 0.1})
+    add("rank2_tanh_activity_l1l2_none", (4, 3), 2, "tanh", ar={"type": "l1l2", "l1": 0.01, "l2": 0.02}, norm="none")
+    # (L1 alone on a softmax output is constant, Σ|softmax| = rows: its gradient is rounding noise)
+    add("rank2_softmax_activity_l1l2", (4, 5), 4, "softmax", ar={"type": "l1l2", "l1": 0.1, "l2": 0.1})
+    add("rank2_softmax_activity_l2_all_three", (3, 4), 3, "softmax", L2, L1, {"type": "l2", "l2": 0.3})
+    add("rank2_leaky_relu_no_bias_kernel_activity", (6, 3), 4, "leaky_relu", {"type": "l2", "l2": 0.02}, ar={"type": "l1", "l1": 0.05}, use_bias=False)
+    add("rank2_leaky_relu_slope_0.1", (4, 3), 3, {"name": "leaky_relu", "negative_slope": 0.1}, ar={"type": "l2", "l2": 0.1})
+    add("rank2_relu_params", (4, 3), 3, {"name": "relu", "negative_slope": 0.1, "max_value": 1.0}, ar={"type": "l1", "l1": 0.1})
+    add("rank2_elu_orthogonal_columns_kernel", (4, 5), 3, "elu", {"type": "orthogonal", "factor": 0.1, "mode": "columns"}, {"type": "l1", "l1": 0.01})
+    add("rank2_no_regularizers", (3, 4), 2, "relu")
+    add("rank2_no_regularizers_no_bias", (3, 4), 2, None, use_bias=False)
+    add("rank3_relu_all_three", (2, 3, 4), 3, "relu", L1, L2, L1)
+    add("rank3_relu_no_bias_activity_l1_none", (2, 3, 4), 3, "relu", ar=L1, norm="none", use_bias=False)
+    add("rank3_tanh_orthogonal_rows_kernel_l1l2_bias", (3, 2, 4), 3, "tanh", {"type": "orthogonal", "factor": 0.2, "mode": "rows"}, {"type": "l1l2", "l1": 0.01, "l2": 0.01})
+    add("rank3_sigmoid_activity_l1", (2, 2, 3), 4, "sigmoid", ar=L1)
+    add("rank3_softmax_activity_l2_none", (2, 3, 4), 3, "softmax", ar=L2, norm="none")
+    add("rank3_leaky_relu_all_three", (2, 3, 3), 2, "leaky_relu", L2, L2, L2)
+    add("rank4_linear_activity_l1", (2, 2, 2, 3), 2, None, ar=L1)
+    add("identifiers_and_serialized_specs", (3, 4), 3, "relu", "l2", {"class_name": "L1", "config": {"l1": 0.02}}, "l1")
+    add("fp64_rank2_tanh_all_three", (4, 3), 3, "tanh", {"type": "l2", "l2": 0.125}, {"type": "l1", "l1": 0.25}, {"type": "l1l2", "l1": 0.5, "l2": 0.25}, dtype=np.float64)
+    add("fp64_rank3_relu_all_three_none", (2, 2, 3), 2, "relu", {"type": "l1", "l1": 0.125}, {"type": "l2", "l2": 0.5}, {"type": "l2", "l2": 0.25}, norm="none", dtype=np.float64)
+
+    seed = cases[0]
+    k = np.array(seed["request"]["kernel"]["data"], np.float32)
+    assert np.all(k != 0)
+    assert len(seed["keras_layer_losses"]) == 3
+    return cases
+
+
+# ----------------------------------------------------------------------------- network
+
+
+FIT_CHECKS: list[str] = []
+
+
+def network_case(case_id, inputs, targets, layer_defs, loss="mean_squared_error", norm="batch"):
+    dtype = str(inputs.dtype)
+    names = [d.get("name") or ("dense" if i == 0 else f"dense_{i}") for i, d in enumerate(layer_defs)]
+    layers = [
+        make_dense(d["kernel"], d["bias"], d.get("activation"), d.get("kernel_regularizer"),
+                   d.get("bias_regularizer"), d.get("activity_regularizer"), name=name)
+        for d, name in zip(layer_defs, names, strict=True)
+    ]
+    loss_obj = keras_loss(loss, dtype)
+    params = {}
+    for name, layer in zip(names, layers, strict=True):
+        params.update({f"{name}/{p}": v for p, v in params_of(layer).items()})
+
+    terms = {}
+    with tf.GradientTape(persistent=True) as tape:
+        h = tf.constant(inputs)
+        for name, layer, d in zip(names, layers, layer_defs, strict=True):
+            h = layer(h)
+            own = list(layer.losses)  # activity (divided by batch), kernel, bias
+            labels = [t for t in ("activity_regularizer", "kernel_regularizer", "bias_regularizer") if d.get(t) is not None]
+            assert len(own) == len(labels), case_id
+            for label, value in zip(labels, own, strict=True):
+                if label == "activity_regularizer":
+                    direct = keras_regularizer(d[label])(h)
+                    np.testing.assert_allclose(scalar(value), scalar(direct) / inputs.shape[0], rtol=1e-6)
+                    if norm == "none":
+                        value = direct
+                else:
+                    weight = layer.kernel if label == "kernel_regularizer" else layer.bias
+                    np.testing.assert_allclose(scalar(value), scalar(keras_regularizer(d[label])(weight)), rtol=1e-6)
+                terms[f"{name}/{label}"] = value
+        outputs = h
+        data_loss = loss_obj(tf.constant(targets), outputs)  # the model output itself: logits shortcut as in fit
+        total = tf.add_n([data_loss, *terms.values()])
+    all_terms = {"data_loss": data_loss, **terms}
+
+    losses = {k: scalar(v) for k, v in all_terms.items()}
+    losses["total"] = scalar(total)
+    gradients = {p: {} for p in params}
+    for term, value in [*all_terms.items(), ("total", total)]:
+        for p, g in zip(params, grads(tape, value, list(params.values())), strict=True):
+            if g is not None:
+                gradients[p][term] = wire(g)
+    for p in params:
+        assert "total" in gradients[p] and "data_loss" in gradients[p], (case_id, p)
+
+    # What fit applies: one SGD(1.0) step moves each parameter by -total.  Not for "none"
+    # (fit divides activity penalties) nor float64 (Keras fit then fails adding a float32
+    # data loss to float64 penalties).
+    if norm == "batch" and dtype == "float32":
+        FIT_CHECKS.append(case_id)
+        model = keras.Sequential(layers)
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss=loss_obj)
+        before = {p: v.numpy().copy() for p, v in params.items()}
+        logs = model.train_on_batch(inputs, targets, return_dict=True)
+        for p, v in params.items():
+            applied = before[p] - v.numpy()
+            expected = np.array(gradients[p]["total"]["data"]).reshape(applied.shape)
+            tol = 4 * np.finfo(applied.dtype).eps * max(1.0, np.abs(before[p]).max())
+            np.testing.assert_allclose(applied, expected, rtol=1e-4, atol=tol, err_msg=f"{case_id} {p}")
+        np.testing.assert_allclose(logs["loss"], losses["total"], rtol=1e-5, err_msg=case_id)
+
+    request_layers = []
+    for d in layer_defs:
+        entry = {"name": d["name"]} if d.get("name") else {}
+        entry.update({
+            "kernel": wire(d["kernel"]),
+            "bias": None if d["bias"] is None else wire(d["bias"]),
+            "activation": d.get("activation"),
+            "kernel_regularizer": d.get("kernel_regularizer"),
+            "bias_regularizer": d.get("bias_regularizer"),
+            "activity_regularizer": d.get("activity_regularizer"),
+        })
+        request_layers.append(entry)
+    return {
+        "id": case_id,
+        "request": {
+            "inputs": wire(inputs),
+            "targets": wire(targets),
+            "layers": request_layers,
+            "loss": loss,
+            "activity_normalization": norm,
+        },
+        "expected": {"outputs": wire(outputs), "losses": losses, "gradients": gradients},
+    }
+
+
+def network_cases():
+    cases = []
+
+    def add(case_id, in_shape, layers, loss="mean_squared_error", norm="batch", targets="normal",
+            dtype=np.float32, kernel_scale=0.6, inputs=None):
+        r = rng_for(case_id)
+        x = r.normal(0, 1, in_shape).astype(dtype) if inputs is None else np.asarray(inputs, dtype)
+        defs, width = [], x.shape[-1]
+        for spec in layers:
+            spec = dict(spec)
+            units = spec.pop("units")
+            use_bias = spec.pop("use_bias", True)
+            spec["kernel"] = r.normal(0, spec.pop("scale", kernel_scale), (width, units)).astype(dtype)
+            spec["bias"] = r.normal(0, 0.3, (units,)).astype(dtype) if use_bias else None
+            defs.append(spec)
+            width = units
+        out_shape = (*x.shape[:-1], width)
+        if targets == "normal":
+            y = r.normal(0, 1, out_shape)
+        elif targets == "binary":
+            y = (r.uniform(size=out_shape) > 0.5).astype(np.float64)
+        elif targets == "onehot":
+            y = np.eye(width)[r.integers(0, width, out_shape[:-1])]
+        cases.append(network_case(case_id, x, y.astype(dtype), defs, loss, norm))
+
+    L1 = lambda f: {"type": "l1", "l1": f}  # noqa: E731
+    L2 = lambda f: {"type": "l2", "l2": f}  # noqa: E731
+    add("one_layer_linear_mse_kernel_l2", (4, 3), [{"units": 2, "kernel_regularizer": L2(0.01)}])
+    add("one_layer_all_three_mse", (4, 3), [{"units": 2, "activation": "tanh", "kernel_regularizer": L1(0.01), "bias_regularizer": L2(0.01), "activity_regularizer": L1(0.01)}])
+    add("one_layer_no_regularizers_mae", (5, 3), [{"units": 2, "activation": "relu"}], loss="mean_absolute_error")
+    # seed 003: relu vs leaky_relu hidden layer with an L1 activity penalty, mse
+    seed003 = lambda act: [  # noqa: E731
+        {"units": 6, "activation": act, "activity_regularizer": L1(0.01)},
+        {"units": 2},
+    ]
+    add("seed003_relu_hidden_activity_l1_mse", (8, 5), seed003("relu"))
+    add("seed003_leaky_relu_hidden_activity_l1_mse", (8, 5), seed003("leaky_relu"))
+    add("seed003_leaky_relu_slope_0.3_hidden_activity_l1_mse", (8, 5), seed003({"name": "leaky_relu", "negative_slope": 0.3}))
+    add("seed003_relu_hidden_no_regularizer_mse", (8, 5), [{"units": 6, "activation": "relu"}, {"units": 2}])
+    add("seed003_leaky_relu_hidden_no_regularizer_mse", (8, 5), [{"units": 6, "activation": "leaky_relu"}, {"units": 2}])
+    add("two_layers_relu_mse_all_regularizers", (6, 4), [
+        {"units": 5, "activation": "relu", "kernel_regularizer": L2(0.01), "bias_regularizer": L1(0.01), "activity_regularizer": L2(0.01)},
+        {"units": 3, "kernel_regularizer": L1(0.02), "bias_regularizer": L2(0.02), "activity_regularizer": L1(0.01)},
+    ])
+    add("two_layers_relu_mse_all_regularizers_none", (6, 4), [
+        {"units": 5, "activation": "relu", "kernel_regularizer": L2(0.01), "bias_regularizer": L1(0.01), "activity_regularizer": L2(0.01)},
+        {"units": 3, "kernel_regularizer": L1(0.02), "bias_regularizer": L2(0.02), "activity_regularizer": L1(0.01)},
+    ], norm="none")
+    add("two_layers_elu_mae", (5, 3), [
+        {"units": 4, "activation": "elu", "activity_regularizer": L1(0.02)},
+        {"units": 2, "kernel_regularizer": L2(0.05)},
+    ], loss="mean_absolute_error")
+    add("two_layers_tanh_huber", (6, 3), [
+        {"units": 4, "activation": "tanh", "activity_regularizer": L2(0.05)},
+        {"units": 2, "kernel_regularizer": L1(0.01), "scale": 2.0},
+    ], loss="huber")
+    add("two_layers_relu_huber_delta_0.5_rank3", (2, 3, 4), [
+        {"units": 5, "activation": "relu", "activity_regularizer": L1(0.01), "kernel_regularizer": L2(0.01)},
+        {"units": 2, "activation": "linear", "scale": 1.5},
+    ], loss={"name": "huber", "delta": 0.5})
+    add("two_layers_relu_sigmoid_bce", (6, 4), [
+        {"units": 5, "activation": "relu", "activity_regularizer": L1(0.01)},
+        {"units": 3, "activation": "sigmoid", "kernel_regularizer": L2(0.01)},
+    ], loss="binary_crossentropy", targets="binary")
+    add("two_layers_sigmoid_bce_saturated_logits", (4, 3), [
+        {"units": 4, "activation": "tanh"},
+        {"units": 2, "activation": "sigmoid", "scale": 20.0},
+    ], loss="binary_crossentropy", targets="binary")
+    add("two_layers_linear_bce_from_logits", (6, 4), [
+        {"units": 4, "activation": "relu", "activity_regularizer": L2(0.02)},
+        {"units": 2, "activation": "linear"},
+    ], loss={"name": "binary_crossentropy", "from_logits": True}, targets="binary")
+    add("two_layers_hard_sigmoid_bce_clipped", (5, 3), [
+        {"units": 4, "activation": "relu"},
+        {"units": 3, "activation": "hard_sigmoid", "scale": 4.0},
+    ], loss="binary_crossentropy", targets="binary")
+    add("two_layers_relu_softmax_cce", (6, 4), [
+        {"units": 5, "activation": "relu", "activity_regularizer": L2(0.01), "kernel_regularizer": {"type": "orthogonal", "factor": 0.05, "mode": "rows"}},
+        {"units": 3, "activation": "softmax", "kernel_regularizer": L2(0.01), "bias_regularizer": L1(0.01)},
+    ], loss="categorical_crossentropy", targets="onehot")
+    add("two_layers_softmax_cce_saturated_logits_rank3", (2, 3, 4), [
+        {"units": 4, "activation": "tanh"},
+        {"units": 3, "activation": "softmax", "scale": 15.0},
+    ], loss="categorical_crossentropy", targets="onehot")
+    add("two_layers_linear_cce_from_logits", (5, 4), [
+        {"units": 4, "activation": "leaky_relu", "activity_regularizer": L1(0.02)},
+        {"units": 3},
+    ], loss={"name": "categorical_crossentropy", "from_logits": True}, targets="onehot")
+    add("two_layers_softmax_last_mse", (4, 3), [
+        {"units": 4, "activation": "relu"},
+        {"units": 3, "activation": "softmax", "activity_regularizer": L2(0.1)},
+    ])
+    add("three_layers_tanh_relu_sigmoid_bce", (6, 4), [
+        {"units": 5, "activation": "tanh", "activity_regularizer": L1(0.01), "kernel_regularizer": L2(0.01)},
+        {"units": 4, "activation": "relu", "activity_regularizer": L2(0.01), "bias_regularizer": L2(0.02)},
+        {"units": 2, "activation": "sigmoid", "kernel_regularizer": {"type": "l1l2", "l1": 0.01, "l2": 0.01}},
+    ], loss="binary_crossentropy", targets="binary")
+    add("three_layers_relu_leaky_relu_softmax_cce_none", (6, 4), [
+        {"units": 5, "activation": "relu", "activity_regularizer": L1(0.01)},
+        {"units": 4, "activation": {"name": "leaky_relu", "negative_slope": 0.1}, "activity_regularizer": L2(0.01), "use_bias": False},
+        {"units": 3, "activation": "softmax", "kernel_regularizer": L2(0.01)},
+    ], loss="categorical_crossentropy", norm="none", targets="onehot")
+    add("three_layers_no_bias_mse_rank3", (2, 2, 3), [
+        {"units": 4, "activation": "gelu", "use_bias": False, "kernel_regularizer": "l2"},
+        {"units": 4, "activation": "relu", "activity_regularizer": "l1"},
+        {"units": 2, "use_bias": False, "activity_regularizer": L2(0.01)},
+    ])
+    add("named_layers_mse", (4, 3), [
+        {"name": "hidden", "units": 3, "activation": "relu", "kernel_regularizer": L2(0.02), "activity_regularizer": L1(0.02)},
+        {"name": "out", "units": 2, "bias_regularizer": L1(0.01)},
+    ])
+    add("fp64_two_layers_tanh_mse", (5, 3), [
+        {"units": 4, "activation": "tanh", "kernel_regularizer": L2(0.125), "activity_regularizer": L1(0.25)},
+        {"units": 2, "bias_regularizer": L1(0.5)},
+    ], dtype=np.float64)
+    add("fp64_two_layers_relu_softmax_cce", (5, 3), [
+        {"units": 4, "activation": "relu", "activity_regularizer": L2(0.125)},
+        {"units": 3, "activation": "softmax", "kernel_regularizer": L1(0.0625)},
+    ], loss="categorical_crossentropy", targets="onehot", dtype=np.float64)
+    return cases
+
+
+# ----------------------------------------------------------------------------- Keras facts
+
+
+def check_keras_facts():
+    """Assert the Keras behaviours the vectors (and the service) depend on."""
+    x = tf.constant(np.ones((2, 2, 4), np.float32) * 3)
+    # activity penalties are divided by output.shape[0] only (2, not 4)
+    layer = keras.layers.Dense(3, activity_regularizer=keras.regularizers.L1(0.1), kernel_initializer="ones")
+    out = layer(x)
+    (act,) = layer.losses
+    np.testing.assert_allclose(act.numpy(), 0.1 * np.abs(out.numpy()).sum() / 2, rtol=1e-6)
+    # sigmoid/softmax outputs carry their logits; the crossentropies use them (eager too)
+    for activation, loss in (("sigmoid", keras.losses.BinaryCrossentropy()),
+                             ("softmax", keras.losses.CategoricalCrossentropy())):
+        z = tf.constant([[40.0, -40.0, 1.0]])
+        y = keras.activations.get(activation)(z)
+        assert hasattr(y, "_keras_logits")
+        t = tf.constant([[0.0, 1.0, 0.0]])
+        via_output = loss(t, y).numpy()
+        via_logits = loss.__class__(from_logits=True)(t, z).numpy()
+        plain = loss(t, tf.identity(y)).numpy()  # the bare tensor: clipped probabilities
+        assert via_output == via_logits and plain < via_logits, (activation, via_output, via_logits, plain)
+    # Keras rounds every regularization factor to float32, even for float64 data
+    x64 = tf.constant(np.ones(2))
+    for reg in (keras.regularizers.L1(0.1), keras.regularizers.L2(0.1), keras.regularizers.L1L2(0.1, 0.0)):
+        assert reg(x64).numpy() == 2 * float(np.float32(0.1)), reg
+    # orthogonal: 1-row input gives NaN; float64 input fails
+    assert np.isnan(keras.regularizers.OrthogonalRegularizer()(tf.constant([[1.0, 2.0]])).numpy())
+    try:
+        keras.regularizers.OrthogonalRegularizer()(tf.constant(np.eye(2)))
+    except tf.errors.InvalidArgumentError:
+        pass
+    else:
+        raise AssertionError("OrthogonalRegularizer accepted float64")
+    # tf.keras's "l1_l2" identifier is gone in Keras 3
+    try:
+        keras.regularizers.get("l1_l2")
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("Keras 3 accepted 'l1_l2'")
+
+
+def main():
+    check_keras_facts()
+    write("regularizers", regularizer_cases())
+    write("activations", activation_cases())
+    write("losses", loss_cases())
+    write("dense", dense_cases())
+    write("network", network_cases())
+    print(f"network: {len(FIT_CHECKS)} cases checked against one train_on_batch step")
+
+
+if __name__ == "__main__":
+    main()
