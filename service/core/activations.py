@@ -50,7 +50,14 @@ Conventions
   A value whose true result exceeds its dtype (``selu(65504)`` in float16) is also
   ``inf``, as in Keras.
 * Piecewise-linear activations repeat TF's operations in TF's order, so they match
-  Keras bit for bit; ``exp``/``tanh``/``erfc`` based ones agree to a few ulp.
+  Keras bit for bit (``sparse_plus`` to 1 ulp: TF squares with ``pow``); ``exp``/``tanh``
+  based ones agree to a few ulp, and where a derivative is tiny (``sigmoid'``, ``tanh'``
+  near saturation) it is computed accurately rather than as TF's ``y(1 − y)`` / ``1 − y²``
+  (the difference is below 1e-6 absolute).  TF's float64 ``erfc`` is only good to
+  ~1e-8, so float64 ``gelu`` agrees with Keras to ~1e-6 relative; this one is exact.
+* float64 ``leaky_relu``: TF's op stores the slope as a float32 attribute (Keras's
+  0.2 becomes 0.20000000298); the service keeps the exact slope, as it keeps exact
+  regularization factors for float64 data.
 * ``gelu`` (exact) uses an erfc written here (NumPy has none): a Chebyshev series
   for ``erfc(x)·exp(x²)`` in ``t = 2/(2 + x)`` with ``exp(−x²)`` split so that no
   rounding of ``x²`` is lost; relative error < 1e-14 in float64.
