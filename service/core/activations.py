@@ -940,8 +940,7 @@ class Activation:
             return z.copy()
         w = as_work(z)
         with np.errstate(under="ignore", over="ignore" if _KINDS[self.name].overflows else None):
-            y = _KINDS[self.name].forward(w, self.params)
-        return to_dtype(y, z.dtype)
+            return to_dtype(_KINDS[self.name].forward(w, self.params), z.dtype)
 
     def vjp(self, z: np.ndarray, y: np.ndarray | None, g: np.ndarray) -> np.ndarray:
         """``dL/dz`` from ``g = dL/dy``; ``y = self(z)`` may be passed to save recomputing it.
@@ -966,7 +965,7 @@ class Activation:
             else:
                 yw = np.asarray(y, dtype=w.dtype)
             dz = kind.vjp(w, yw, np.asarray(g, dtype=w.dtype), self.params)
-        return to_dtype(dz, z.dtype)
+            return to_dtype(dz, z.dtype)
 
     def get_config(self) -> dict[str, Any]:
         """``{"name": name, **params}``; :func:`get` of it rebuilds an equal activation."""

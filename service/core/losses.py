@@ -419,7 +419,7 @@ class Loss:
         with np.errstate(under="ignore", over="ignore"):
             per = _KINDS[self.name].per_sample(t, p, self.params)
             total = np.sum(per) / p.dtype.type(max(per.size, 1))
-        return to_dtype(p.dtype.type(total), dtype)
+            return to_dtype(p.dtype.type(total), dtype)
 
     def gradient(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         """``∂value/∂y_pred``: same shape and dtype as ``y_pred``."""
@@ -430,7 +430,7 @@ class Loss:
         samples = p.size // p.shape[-1]
         with np.errstate(under="ignore", over="ignore"):
             g = _KINDS[self.name].gradient(t, p, self.params) / p.dtype.type(samples)
-        return to_dtype(g.reshape(shape), dtype)
+            return to_dtype(g.reshape(shape), dtype)
 
     def get_config(self) -> dict[str, Any]:
         """``{"name": name, **params}``; :func:`get` of it rebuilds an equal loss."""
