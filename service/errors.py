@@ -1,0 +1,210 @@
+"""One error hierarchy, one envelope, and every handler, registered in one place.
+
+Every error response, whatever raised it, has the body of API.md::
+
+    {"error": {"code": "shape_mismatch", "message": "...", "details": [{"loc": [...], "msg": "..."}]}}
+
+=========================  ======  ==============================================================
+code                       status  raised for
+=========================  ======  ==============================================================
+``invalid_json``           422     a body that is not JSON (or nests deeper than the parser allows)
+``unknown_field``          422     a field the model does not have (a typo: ``return_gradiens``)
+``invalid_tensor``         422     ragged, non-numeric, non-finite, overflowing or mis-shaped tensors
+``invalid_spec``           422     an unknown regularizer/activation/loss or a bad parameter
+``validation_error``       422     any other schema error (wrong type, missing field, ...)
+``shape_mismatch``         400     well-formed, but shapes do not fit (the core's ``ShapeError``)
+``non_finite_result``      400     a result overflowed its datatype (the core's ``NonFiniteError``)
+``payload_too_large``      413     a body over ``max_body_bytes``
+``too_many_elements``      413     a tensor or request over its element limit
+``too_many_layers``        413     a network over ``max_layers``
+``unsupported_media_type`` 415     a POST whose Content-Type is not JSON
+``not_found``              404     no such route
+``method_not_allowed``     405     the route exists, the method does not
+``internal_error``         500     a bug: logged with its traceback; no client input should get here
+=========================  ======  ==============================================================
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse as StarletteJSONResponse
+
+from service.core.errors import CoreError, NonFiniteError, ShapeError, SpecError
+
+logger = logging.getLogger("service")
+
+#: Pydantic error types the service raises itself; they become the envelope's code.
+OWN_VALIDATION_CODES = ("invalid_tensor", "invalid_spec", "unknown_field")
+#: How many validation errors the message quotes (``details`` lists them all).
+QUOTED_ERRORS = 3
+
+Loc = list[str | int]
+
+
+class JSONResponse(StarletteJSONResponse):
+    """JSON written by orjson; NumPy arrays and scalars are written natively.
+
+    Numbers are never NaN or infinite here: ``service.wire`` refuses them when it
+    encodes, so orjson's ``null`` for NaN can not occur.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class ApiError(Exception):
+    """An error the service answers with a 4xx; ``code`` and ``status_code`` per class."""
+
+    status_code: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str, *, details: Sequence[dict[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = list(details)
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class TooManyElements(ApiError):
+    status_code = 413
+    code = "too_many_elements"
+
+
+class TooManyLayers(ApiError):
+    status_code = 413
+    code = "too_many_layers"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+#: The core's errors: a bad spec is a schema error, the others cannot be computed.
+CORE_STATUS: dict[type[CoreError], int] = {SpecError: 422, ShapeError: 400, NonFiniteError: 400}
+
+
+def envelope(code: str, message: str, details: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": list(details)}}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Sequence[dict[str, Any]] = (),
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(envelope(code, message, details), status_code=status, headers=headers)
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """``" (did you mean 'return_gradient'?)"`` when a choice is close, else ``""``."""
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def dotted(loc: Sequence[str | int]) -> str:
+    """``("body", "layers", 1, "kernel")`` -> ``body.layers[1].kernel``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def core_loc(field: str | None) -> Loc:
+    """A core error's dotted field (``layers.1.kernel``) as a body location."""
+    if not field:
+        return ["body"]
+    return ["body", *(int(p) if p.isdigit() else p for p in field.split("."))]
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details)
+
+
+def _core_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CoreError)
+    status = next((s for cls, s in CORE_STATUS.items() if isinstance(exc, cls)), 400)
+    details = [{"loc": core_loc(exc.field), "msg": exc.message, "type": exc.code}]
+    return error_response(status, exc.code, exc.message, details)
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [_detail(e, request) for e in exc.errors()]
+    code = details[0]["type"] if details else "validation_error"
+    if code == "json_invalid":
+        code = "invalid_json"
+    elif code not in OWN_VALIDATION_CODES:
+        code = "validation_error"
+    quoted = [_quote(d) for d in details[:QUOTED_ERRORS]]
+    more = len(details) - QUOTED_ERRORS
+    message = "; ".join(quoted) + (f" (and {more} more errors, listed in details)" if more > 0 else "")
+    return error_response(422, code, message, details)
+
+
+def _quote(detail: dict[str, Any]) -> str:
+    return detail["msg"] if detail["type"] == "json_invalid" else f"{dotted(detail['loc'])}: {detail['msg']}"
+
+
+def _detail(error: dict[str, Any], request: Request) -> dict[str, Any]:
+    """A pydantic/FastAPI error without its ``input`` (which may be a whole tensor)."""
+    loc, kind, ctx = list(error.get("loc", ())), error["type"], error.get("ctx", {})
+    if kind == "json_invalid":
+        reason, where = ctx.get("error", "malformed JSON"), loc[-1] if len(loc) > 1 else 0
+        if "depth" in reason:
+            depth = request.app.state.settings.max_nesting_depth
+            reason = f"it nests deeper than the parser's limit; tensors have at most {depth} dimensions"
+        msg = f"the body is not valid JSON ({reason}, at character {where}); send a JSON object as API.md describes"
+        return {"loc": ["body"], "msg": msg, "type": kind}
+    if kind == "unknown_field":
+        loc.append(ctx["field"])
+    return {"loc": loc, "msg": error["msg"], "type": kind}
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if status == 404:
+        code = "not_found"
+        message = f"no route {request.method} {request.url.path}; the API is described at /docs"
+    elif status == 405:
+        code = "method_not_allowed"
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+    else:
+        code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+        message = str(exc.detail)
+    return error_response(status, code, message, headers=exc.headers)
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error; it has been logged")
+
+
+def install(app: FastAPI) -> None:
+    """Register every handler; each renders the one envelope."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(CoreError, _core_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
