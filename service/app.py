@@ -1,15 +1,125 @@
-"""Application factory."""
+"""Application factory: routes, error handlers, the body limit, offline docs.
+
+``uvicorn --factory service.app:create_app`` (what ``python -m service`` runs) builds
+the app from the environment; tests pass their own :class:`Settings`.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from starlette.datastructures import Headers
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import __version__, errors
+from service.api import router
+from service.config import Settings, get_settings
+
+STATIC = Path(__file__).with_name("static")
+
+DESCRIPTION = """\
+Keras 3.15's regularization penalties (L1, L2, L1L2, orthogonal) and their gradients,
+one Dense layer's or a Dense stack's every loss term and every term's gradient, computed
+exactly as Keras does.
+
+Tensors are nested JSON arrays, `{"shape", "datatype", "data"}` or `{"shape", "datatype",
+"b64"}` (FP16, FP32, FP64; FP32 by default). Every error is
+`{"error": {"code", "message", "details"}}`.
+"""
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="penalty-service")
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with a 413, before they are parsed.
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    A declared ``Content-Length`` over the limit is answered at once, without reading
+    the body; otherwise the bytes are counted as they arrive and the read that crosses
+    the limit raises :class:`~service.errors.PayloadTooLarge`.
+    """
 
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self, size: str) -> errors.PayloadTooLarge:
+        return errors.PayloadTooLarge(
+            f"the body has {size} bytes; the limit is {self.max_bytes}: send smaller tensors, "
+            "b64 instead of JSON numbers, or split the request"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            exc = self._too_large(declared)
+            response = errors.error_response(exc.status_code, exc.code, exc.message)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise self._too_large(f"more than {self.max_bytes}")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service, configured by ``settings`` (the environment's when omitted)."""
+    settings = settings or get_settings()
+    logging.getLogger("service").setLevel(settings.log_level.upper().replace("TRACE", "DEBUG"))
+    app = FastAPI(
+        title="penalty-service",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        separate_input_output_schemas=False,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(router)
+    _add_offline_docs(app)
     return app
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs`` and ``/redoc`` from the assets bundled in ``service/static`` (no CDN)."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def base(request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        root = base(request)
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} — Swagger UI",
+            swagger_js_url=f"{root}/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{root}/static/swagger-ui/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None, "defaultModelsExpandDepth": 0},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = base(request)
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} — ReDoc",
+            redoc_js_url=f"{root}/static/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{root}/static/swagger-ui/favicon-32x32.png",
+            with_google_fonts=False,
+        )

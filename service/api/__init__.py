@@ -1,0 +1,11 @@
+"""The HTTP routes: one module per resource, every route a :class:`WireRoute`."""
+
+from fastapi import APIRouter
+
+from service.api import discovery, health, layers, penalties
+
+router = APIRouter()
+for module in (penalties, layers, discovery, health):
+    router.include_router(module.router)
+
+__all__ = ["router"]
