@@ -1,0 +1,171 @@
+"""Dense stacks: names, which term reaches which parameter, logits heads, and gradients."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.core.errors import ShapeError, SpecError
+from service.core.network import LayerSpec, network
+from tests.gradcheck import assert_gradient
+
+RNG = np.random.default_rng(11)
+
+
+def stack(units: list[int], activations: list[Any], *, bias: bool = True, **regs: Any) -> list[LayerSpec]:
+    layers = []
+    for i, (n_in, n_out) in enumerate(pairwise(units)):
+        layers.append(
+            LayerSpec(
+                kernel=RNG.normal(size=(n_in, n_out)) * 0.7,
+                bias=RNG.normal(size=n_out) * 0.3 if bias else None,
+                activation=activations[i],
+                **{k: v[i] for k, v in regs.items()},
+            )
+        )
+    return layers
+
+
+def test_default_names_follow_keras() -> None:
+    layers = stack([3, 4, 4, 2], [None, None, None])
+    r = network(RNG.normal(size=(5, 3)), RNG.normal(size=(5, 2)), layers)
+    assert r.gradients is not None
+    assert list(r.gradients) == [
+        "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias", "dense_2/kernel", "dense_2/bias",
+    ]
+
+
+def test_explicit_names_and_their_errors() -> None:
+    layers = stack([3, 4, 2], [None, None])
+    named = [replace(layers[0], name="hidden"), layers[1]]
+    r = network(RNG.normal(size=(5, 3)), RNG.normal(size=(5, 2)), named)
+    assert r.gradients is not None and "hidden/kernel" in r.gradients and "dense/kernel" in r.gradients
+    with pytest.raises(SpecError, match="'dense' names layers 0 and 1"):
+        network(np.ones((1, 3)), np.ones((1, 2)), [replace(layers[0], name="dense"), layers[1]])
+    with pytest.raises(SpecError, match="without '/'"):
+        network(np.ones((1, 3)), np.ones((1, 2)), [replace(layers[0], name="a/b"), layers[1]])
+
+
+def test_which_terms_reach_which_parameters() -> None:
+    layers = stack(
+        [3, 4, 4, 2], ["relu", "tanh", None],
+        kernel_regularizer=["l2", None, "l1"],
+        bias_regularizer=[None, "l2", None],
+        activity_regularizer=[None, "l1", None],
+    )
+    r = network(RNG.normal(size=(6, 3)), RNG.normal(size=(6, 2)), layers)
+    assert list(r.losses) == [
+        "data_loss", "dense/kernel_regularizer", "dense_1/activity_regularizer",
+        "dense_1/bias_regularizer", "dense_2/kernel_regularizer", "total",
+    ]
+    assert r.gradients is not None
+    g = {param: list(terms) for param, terms in r.gradients.items()}
+    assert g == {
+        "dense/kernel": ["data_loss", "dense/kernel_regularizer", "dense_1/activity_regularizer", "total"],
+        "dense/bias": ["data_loss", "dense_1/activity_regularizer", "total"],
+        "dense_1/kernel": ["data_loss", "dense_1/activity_regularizer", "total"],
+        "dense_1/bias": ["data_loss", "dense_1/activity_regularizer", "dense_1/bias_regularizer", "total"],
+        "dense_2/kernel": ["data_loss", "dense_2/kernel_regularizer", "total"],
+        "dense_2/bias": ["data_loss", "total"],
+    }
+    for terms in r.gradients.values():
+        parts = [v for k, v in terms.items() if k != "total"]
+        np.testing.assert_allclose(terms["total"], sum(parts), rtol=1e-12)
+    assert float(r.losses["total"]) == pytest.approx(sum(float(v) for k, v in r.losses.items() if k != "total"))
+
+
+def test_a_single_layer_stack_agrees_with_dense() -> None:
+    from service.core.dense import dense
+
+    x, t = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 2))
+    (layer,) = stack([3, 2], ["tanh"], kernel_regularizer=["l1"], activity_regularizer=["l2"])
+    r = network(x, t, [layer])
+    d = dense(x, layer.kernel, layer.bias, "tanh", "l1", None, "l2")
+    assert r.gradients is not None and d.gradients is not None
+    np.testing.assert_array_equal(r.outputs, d.outputs)
+    assert r.losses["dense/activity_regularizer"] == d.losses["activity_regularizer"]
+    np.testing.assert_allclose(
+        r.gradients["dense/kernel"]["dense/activity_regularizer"], d.gradients["kernel"]["activity_regularizer"]
+    )
+
+
+def test_sigmoid_head_with_binary_crossentropy_uses_the_logits_as_keras_does() -> None:
+    # z = -20 with target 1: from logits the loss is softplus(20) ≈ 20; clipping
+    # the probability at 1e-7 would cap it at -log(1e-7) ≈ 16.1.
+    layer = LayerSpec(kernel=np.array([[-20.0]]), activation="sigmoid")
+    r = network(np.array([[1.0]]), np.array([[1.0]]), [layer], loss="binary_crossentropy")
+    assert float(r.losses["data_loss"]) == pytest.approx(20.0 + np.log1p(np.exp(-20.0)), rel=1e-12)
+
+
+def test_softmax_head_with_categorical_crossentropy_uses_the_logits() -> None:
+    layer = LayerSpec(kernel=np.array([[40.0, 0.0]]), activation="softmax")
+    r = network(np.array([[1.0]]), np.array([[0.0, 1.0]]), [layer], loss="categorical_crossentropy")
+    assert float(r.losses["data_loss"]) == pytest.approx(40.0, rel=1e-12)
+
+
+def test_shape_errors_name_the_layer() -> None:
+    layers = stack([3, 4, 2], [None, None])
+    bad = [layers[0], replace(layers[1], kernel=np.ones((5, 2)))]
+    with pytest.raises(ShapeError, match=r"layers\.1\.kernel has 5 rows but the outputs of layer 'dense' have 4"):
+        network(np.ones((2, 3)), np.ones((2, 2)), bad)
+    with pytest.raises(ShapeError, match=r"targets have shape \[2, 3\] but the network outputs shape \[2, 2\]"):
+        network(np.ones((2, 3)), np.ones((2, 3)), layers)
+    with pytest.raises(SpecError, match="at least one layer"):
+        network(np.ones((2, 3)), np.ones((2, 3)), [])
+    with pytest.raises(SpecError, match=r"^loss: "):
+        network(np.ones((2, 3)), np.ones((2, 2)), layers, loss="hinge_of_fate")
+
+
+# --- central differences: every term wrt every parameter -----------------------------------
+
+CASES: list[tuple[str, list[Any], Any, str]] = [
+    ("mse-relu-3", ["relu", "tanh", None], "mean_squared_error", "regression"),
+    ("mae-2", [{"name": "leaky_relu", "negative_slope": 0.2}, None], "mae", "regression"),
+    ("huber-2", ["elu", None], {"name": "huber", "delta": 0.5}, "regression"),
+    ("bce-sigmoid", ["tanh", "sigmoid"], "binary_crossentropy", "binary"),
+    ("bce-logits", ["softplus", None], {"name": "binary_crossentropy", "from_logits": True}, "binary"),
+    ("cce-softmax", ["relu", "softmax"], "categorical_crossentropy", "onehot"),
+    ("cce-logits-1", [None], {"name": "categorical_crossentropy", "from_logits": True}, "onehot"),
+]
+
+
+def _targets(kind: str, shape: tuple[int, ...]) -> np.ndarray:
+    if kind == "regression":
+        return RNG.normal(size=shape)
+    if kind == "binary":
+        return RNG.integers(0, 2, size=shape).astype(np.float64)
+    return np.eye(shape[-1])[RNG.integers(0, shape[-1], size=shape[:-1])]
+
+
+@pytest.mark.parametrize(("case", "acts", "loss", "kind"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("rank", [2, 3])
+def test_every_gradient_by_central_differences(case: str, acts: list[Any], loss: Any, kind: str, rank: int) -> None:
+    n = len(acts)
+    units = [3, 4, 4, 3][: n + 1]
+    regs = {
+        "kernel_regularizer": [{"type": "l2", "l2": 0.1}] * n,
+        "bias_regularizer": [{"type": "l1l2", "l1": 0.05, "l2": 0.1}] * n,
+        "activity_regularizer": [{"type": "l2", "l2": 0.02}] * n,
+    }
+    layers = stack(units, acts, **regs)
+    batch = (4,) if rank == 2 else (2, 3)
+    x = RNG.normal(size=(*batch, units[0]))
+    t = _targets(kind, (*batch, units[-1]))
+    r = network(x, t, layers, loss=loss)
+    assert r.gradients is not None
+    for param, terms in r.gradients.items():
+        name, weight = param.split("/")
+        i = 0 if name == "dense" else int(name.split("_")[1])
+        for term, grad in terms.items():
+
+            def f(v: np.ndarray, i: int = i, weight: str = weight, term: str = term) -> float:
+                changed = list(layers)
+                changed[i] = replace(layers[i], **{weight: v})
+                return float(network(x, t, changed, loss=loss, return_gradients=False).losses[term])
+
+            value = getattr(layers[i], weight)
+            assert_gradient(f, grad, value, rtol=2e-5, atol=1e-7)
