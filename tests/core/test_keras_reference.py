@@ -1,0 +1,186 @@
+"""The NumPy core against vectors produced by real Keras 3.15 (tests/reference/vectors).
+
+Every case of every family runs: values and gradients, term by term.  Tolerances
+(``atol`` is relative to the largest magnitude of the expected tensor):
+
+* rtol 1e-6, atol 1e-7·scale: l1/l2/l1l2 penalties and piecewise-linear activations
+  (the only differences are float32 summation order, about 1 ulp);
+* rtol 1e-5, atol 1e-6·scale: orthogonal, transcendental activations, losses, dense,
+  network (Eigen's exp/tanh/erf differ from NumPy's by a few ulp);
+* FP64 cases: rtol 1e-9, atol 1e-12·scale.  Their factors are exactly representable in
+  float32, so Keras's rounding of factors to float32 does not enter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.core import activations, dense, losses, network, regularizers
+from tests.reference.vectors import FAMILIES, arrays, cases, load
+
+#: (rtol, atol relative to the expected tensor's scale)
+EXACT = (1e-6, 1e-7)
+SMOOTH = (1e-5, 1e-6)
+FP64 = (1e-9, 1e-12)
+
+PIECEWISE_LINEAR = {
+    "linear",
+    "relu",
+    "leaky_relu",
+    "relu6",
+    "hard_sigmoid",
+    "hard_tanh",
+    "soft_shrink",
+    "hard_shrink",
+    "sparse_sigmoid",
+}
+SUM_REGULARIZERS = {"l1", "l2", "l1l2"}
+
+
+def params(family: str) -> list[Any]:
+    return [pytest.param(c, id=c["id"]) for c in cases(family)]
+
+
+def assert_close(actual: Any, expected: Any, tol: tuple[float, float], what: str) -> None:
+    expected = np.asarray(expected)
+    actual = np.asarray(actual)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
+    rtol, a = tol
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    atol = a * scale if scale > 0 else a
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def pick(tol: tuple[float, float], dtype: np.dtype[Any]) -> tuple[float, float]:
+    return FP64 if dtype == np.float64 else tol
+
+
+def assert_terms(
+    actual: dict[str, Any],
+    expected: dict[str, Any],
+    dtype: np.dtype[Any],
+    tol: tuple[float, float],
+    what: str,
+) -> None:
+    """Same keys, and each value (a scalar of ``dtype`` or a tensor) close."""
+    assert set(actual) == set(expected), f"{what}: keys {sorted(actual)} != {sorted(expected)}"
+    for key, value in expected.items():
+        if isinstance(value, float):
+            value = np.asarray(value, dtype=dtype)
+        assert_close(actual[key], value, tol, f"{what}[{key!r}]")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_vectors_come_from_pinned_keras(family: str) -> None:
+    generator = load(family)["generator"]
+    assert generator["keras"] == "3.15.1" and generator["tensorflow"] == "2.21.0"
+    assert generator["script"] == "tests/reference/generate.py"
+    assert cases(family), family
+
+
+# ----------------------------------------------------------------------------- regularizers
+
+
+@pytest.mark.parametrize("case", params("regularizers"))
+def test_regularizer(case: dict[str, Any]) -> None:
+    req, exp = arrays(case["request"]), arrays(case["expected"])
+    x = req["tensor"]
+    reg = regularizers.get(req["regularizer"])
+    tol = pick(EXACT if reg.kind in SUM_REGULARIZERS else SMOOTH, x.dtype)
+    penalty = reg.penalty(x)
+    assert_close(penalty, np.asarray(exp["penalty"], dtype=x.dtype), tol, "penalty")
+    assert_close(reg.gradient(x), exp["gradient"], tol, "gradient")
+
+
+def test_seed_penalty_is_4_8() -> None:
+    (case,) = [c for c in cases("regularizers") if c["id"] == "seed_l1_0.1_ones_2x2x4_times3"]
+    assert case["expected"]["penalty"] == pytest.approx(4.8, rel=1e-7)
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+@pytest.mark.parametrize("case", params("activations"))
+def test_activation(case: dict[str, Any]) -> None:
+    c = arrays(case)
+    x, g = c["x"], c["upstream"]
+    spec = case["activation"]
+    act = activations.get(spec)
+    tol = pick(EXACT if spec["name"] in PIECEWISE_LINEAR else SMOOTH, x.dtype)
+    y = act(x)
+    assert_close(y, c["expected"]["y"], tol, "y")
+    assert_close(act.vjp(x, y, g), c["expected"]["vjp"], tol, "vjp")
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+@pytest.mark.parametrize("case", params("losses"))
+def test_loss(case: dict[str, Any]) -> None:
+    c = arrays(case)
+    y_true, y_pred = c["y_true"], c["y_pred"]
+    loss = losses.get(case["loss"])
+    tol = pick(SMOOTH, y_pred.dtype)
+    value = loss.value(y_true, y_pred)
+    assert_close(value, np.asarray(c["expected"]["value"], dtype=y_pred.dtype), tol, "value")
+    assert_close(loss.gradient(y_true, y_pred), c["expected"]["gradient"], tol, "gradient")
+
+
+# ----------------------------------------------------------------------------- dense
+
+
+@pytest.mark.parametrize("case", params("dense"))
+def test_dense(case: dict[str, Any]) -> None:
+    req, exp = arrays(case["request"]), arrays(case["expected"])
+    dtype = req["kernel"].dtype
+    tol = pick(SMOOTH, dtype)
+    result = dense.dense(**req, return_gradients=True)
+    assert_close(result.outputs, exp["outputs"], tol, "outputs")
+    assert_terms(result.losses, exp["losses"], dtype, tol, "losses")
+    assert result.gradients is not None
+    got = {p: g for p, g in result.gradients.items() if p != "inputs"}
+    assert set(got) == set(exp["gradients"]), (
+        f"gradients: {sorted(got)} != {sorted(exp['gradients'])}"
+    )
+    for param, terms in exp["gradients"].items():
+        assert_terms(got[param], terms, dtype, tol, f"gradients[{param!r}]")
+
+
+def test_dense_losses_are_keras_layer_losses() -> None:
+    """The labelled terms are Keras's unlabelled ``layer.losses`` (activity, kernel, bias)."""
+    for case in cases("dense"):
+        req, exp = case["request"], case["expected"]["losses"]
+        order = [
+            t
+            for t in ("activity_regularizer", "kernel_regularizer", "bias_regularizer")
+            if req[t] is not None
+        ]
+        batch = req["inputs"]["shape"][0] if req["activity_normalization"] == "none" else 1
+        labelled = [exp[t] / (batch if t == "activity_regularizer" else 1) for t in order]
+        np.testing.assert_allclose(
+            case["keras_layer_losses"], labelled, rtol=1e-6, err_msg=case["id"]
+        )
+
+
+# ----------------------------------------------------------------------------- network
+
+
+@pytest.mark.parametrize("case", params("network"))
+def test_network(case: dict[str, Any]) -> None:
+    req, exp = arrays(case["request"]), arrays(case["expected"])
+    dtype = req["inputs"].dtype
+    tol = pick(SMOOTH, dtype)
+    layers = [network.LayerSpec(**layer) for layer in req.pop("layers")]
+    result = network.network(layers=layers, **req, return_gradients=True)
+    assert_close(result.outputs, exp["outputs"], tol, "outputs")
+    assert_terms(result.losses, exp["losses"], dtype, tol, "losses")
+    assert result.gradients is not None
+    assert set(result.gradients) == set(exp["gradients"]), (
+        f"gradients: {sorted(result.gradients)} != {sorted(exp['gradients'])}"
+    )
+    for param, terms in exp["gradients"].items():
+        assert_terms(result.gradients[param], terms, dtype, tol, f"gradients[{param!r}]")
