@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "service.core.regularizers",
     "service.core.activations",
+    "service.core.special",
     "service.core.losses",
     "service.core.dense",
     "service.core.network",
