@@ -15,7 +15,7 @@ name (aliases)     y                                           d = dy/dz, TF's v
 ``relu6``          ``min(max(z, 0), 6)``                       ``1 on (0, 6)``; 0 at 0 and at 6
 ``elu``            ``z if z > 0 else α·(exp(z) − 1)``          ``α·exp(z)`` for z < 0; ``α`` at 0
 ``selu``           ``λz if z > 0 else λα·(exp(z) − 1)``        ``λ`` for y ≥ 0 (so ``λ`` at 0)
-``celu``           ``max(z,0) + α·expm1(min(z,0)/α)``          ``2`` at 0 (TF: both branches count)
+``celu``           ``max(z,0) + α·expm1(min(z,0)/α)``          ``1`` at 0 (smooth there; TF says 2)
 ``gelu``           ``½z·erfc(−z/√2)``; tanh form if approx     smooth
 ``sigmoid``        ``1/(1 + exp(−z))``                         ``y(1 − y)``
 ``hard_sigmoid``   ``relu6(z + 3)/6``                          ``1/6 on (−3, 3)``; 0 at ±3
@@ -65,8 +65,10 @@ Conventions
   to the ulp, including Keras's cancellation for very negative ``z``) except where
   ``z²`` would overflow, where ``sqrt(z² + b)`` is computed as ``hypot(z, sqrt(b))``.
   With ``b = 0`` the derivative at ``z = 0`` is defined as ½ (TF returns NaN).
-* TF quirks copied on purpose: ``celu'(0) = 2`` (TF's ``maximum``/``minimum``
-  gradients both pass at a tie; the true derivative is 1); ``elu'(0) = α``;
+* Not copied from TF: ``celu'(0)``.  celu is continuously differentiable at 0
+  (both one-sided derivatives are 1), but TF's ``maximum``/``minimum`` gradients
+  both pass at a tie and TF returns 2; the service returns the true value 1.
+* TF conventions kept at real kinks: ``elu'(0) = α``;
   ``selu'`` tests ``y < 0`` (so a tiny negative ``z`` whose ``exp(z) − 1`` rounds to
   0 gets ``λ``, not ``λα``).
 * Parameter checks are stricter than Keras's activation functions in a few places,
@@ -302,9 +304,9 @@ def _celu(z: FloatArray, p: P) -> FloatArray:
 
 
 def _celu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """``[z ≥ 0] + [z ≤ 0]·exp(min(z, 0)/α)``: 2 at ``z = 0``, as TF (true value 1)."""
+    """``1`` for ``z > 0``, ``exp(z/α)`` for ``z ≤ 0`` (so 1 at 0: TF's 2 there is not copied)."""
     alpha = _t(z, p["alpha"])
-    return _mask(z >= 0, z) + np.where(z <= 0, np.exp(np.minimum(z, 0) / alpha), _t(z, 0))
+    return np.where(z > 0, _t(z, 1), np.exp(np.minimum(z, 0) / alpha))
 
 
 def _gelu(z: FloatArray, p: P) -> FloatArray:
@@ -674,7 +676,7 @@ _KINDS_LIST = (
         "celu",
         _celu,
         _celu_d,
-        "y = max(z, 0) + alpha * expm1(min(z, 0) / alpha); derivative 2 at 0 (as TF)",
+        "y = max(z, 0) + alpha * expm1(min(z, 0) / alpha); derivative 1 at 0",
         params={"alpha": (1.0, _positive)},
     ),
     _kind(

@@ -153,8 +153,8 @@ KINKS: list[tuple[Any, list[float], list[float], list[float]]] = [
     ("elu", [-1, 0, 1], [math.exp(-1) - 1, 0, 1], [math.exp(-1), 1, 1]),
     ({"name": "elu", "alpha": 2.0}, [-1, 0, 1], [2 * (math.exp(-1) - 1), 0, 1], [2 * math.exp(-1), 2, 1]),
     ("selu", [0], [0], [A.SELU_SCALE]),
-    ("celu", [-1, 0, 1], [math.exp(-1) - 1, 0, 1], [math.exp(-1), 2, 1]),
-    ({"name": "celu", "alpha": 2.0}, [0], [0], [2]),
+    ("celu", [-1, 0, 1], [math.exp(-1) - 1, 0, 1], [math.exp(-1), 1, 1]),  # TF says 2 at 0
+    ({"name": "celu", "alpha": 2.0}, [0], [0], [1]),
     ("hard_sigmoid", [-4, -3, 0, 3, 4], [0, 0, 0.5, 1, 1], [0, 0, 1 / 6, 0, 0]),
     ("hard_silu", [-4, -3, 0, 3, 4], [0, 0, 0, 3, 4], [0, 0, 0.5, 1, 1]),
     ("hard_tanh", [-2, -1, 0, 1, 2], [-1, -1, 0, 1, 1], [0, 1, 1, 1, 0]),
@@ -222,8 +222,8 @@ GRAD_CASES: list[tuple[Any, tuple[float, ...]]] = [
     ("elu", (0.0,)),
     ({"name": "elu", "alpha": 0.5}, (0.0,)),
     ("selu", (0.0,)),
-    ("celu", (0.0,)),
-    ({"name": "celu", "alpha": 2.0}, (0.0,)),
+    ("celu", ()),  # smooth at 0: the central difference there must give 1
+    ({"name": "celu", "alpha": 2.0}, ()),
     ("gelu", ()),
     ({"name": "gelu", "approximate": True}, ()),
     ("sigmoid", ()),

@@ -9,6 +9,15 @@ Every case of every family runs: values and gradients, term by term.  Tolerances
   network (Eigen's exp/tanh/erf differ from NumPy's by a few ulp);
 * FP64 cases: rtol 1e-9, atol 1e-12·scale.  Their factors are exactly representable in
   float32, so Keras's rounding of factors to float32 does not enter.
+
+Two deliberate differences from Keras are stated here, case by case, rather than
+hidden in a tolerance (both are documented in ``service/core/activations.py``):
+
+* ``celu'(0)``: TF returns 2 (its max/min gradients both pass at the tie); celu is
+  smooth there and the service returns 1.  The Keras expectation is halved at x = 0.
+* FP64 ``gelu``: TF rounds gelu's constants (1/√2, 0.044715) to float32 even for
+  float64 data, an error of up to ~2e-7 relative (4e-6 in the tanh form's far tail);
+  the service computes the exact function.  Those cases are compared at rtol 1e-5.
 """
 
 from __future__ import annotations
@@ -111,9 +120,14 @@ def test_activation(case: dict[str, Any]) -> None:
     spec = case["activation"]
     act = activations.get(spec)
     tol = pick(EXACT if spec["name"] in PIECEWISE_LINEAR else SMOOTH, x.dtype)
+    expected_vjp = c["expected"]["vjp"]
+    if spec["name"] == "celu":
+        expected_vjp = np.where(x == 0, expected_vjp / 2, expected_vjp)
+    if spec["name"] == "gelu" and x.dtype == np.float64:
+        tol = (1e-5, 1e-9)
     y = act(x)
     assert_close(y, c["expected"]["y"], tol, "y")
-    assert_close(act.vjp(x, y, g), c["expected"]["vjp"], tol, "vjp")
+    assert_close(act.vjp(x, y, g), expected_vjp, tol, "vjp")
 
 
 # ----------------------------------------------------------------------------- losses
