@@ -125,11 +125,13 @@ def dotted(loc: Sequence[str | int]) -> str:
     return text
 
 
-def core_loc(field: str | None) -> Loc:
-    """A core error's dotted field (``layers.1.kernel``) as a body location."""
-    if not field:
-        return ["body"]
-    return ["body", *(int(p) if p.isdigit() else p for p in field.split("."))]
+def core_loc(exc: CoreError) -> Loc:
+    """A core error's dotted field (``layers.1.kernel``) as a location: in the body, or in
+    the ``result`` for a value that overflowed."""
+    root = "result" if isinstance(exc, NonFiniteError) else "body"
+    if not exc.field:
+        return [root]
+    return [root, *(int(p) if p.isdigit() else p for p in exc.field.split("."))]
 
 
 # --------------------------------------------------------------------------- handlers
@@ -143,7 +145,7 @@ def _api_error(_: Request, exc: Exception) -> JSONResponse:
 def _core_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CoreError)
     status = next((s for cls, s in CORE_STATUS.items() if isinstance(exc, cls)), 400)
-    details = [{"loc": core_loc(exc.field), "msg": exc.message, "type": exc.code}]
+    details = [{"loc": core_loc(exc), "msg": exc.message, "type": exc.code}]
     return error_response(status, exc.code, exc.message, details)
 
 
@@ -170,10 +172,12 @@ def _detail(error: dict[str, Any], request: Request) -> dict[str, Any]:
     loc, kind, ctx = list(error.get("loc", ())), error["type"], error.get("ctx", {})
     if kind == "json_invalid":
         reason, where = ctx.get("error", "malformed JSON"), loc[-1] if len(loc) > 1 else 0
-        if "depth" in reason:
-            depth = request.app.state.settings.max_nesting_depth
-            reason = f"it nests deeper than the parser's limit; tensors have at most {depth} dimensions"
-        msg = f"the body is not valid JSON ({reason}, at character {where}); send a JSON object as API.md describes"
+        if "depth limit" in reason:
+            rank = request.app.state.settings.max_nesting_depth
+            msg = (f"the body nests deeper than JSON parsing allows (at character {where}); "
+                   f"tensors have at most {rank} dimensions")
+        else:
+            msg = f"the body is not valid JSON: {reason} at character {where}; send a JSON object as API.md describes"
         return {"loc": ["body"], "msg": msg, "type": kind}
     if kind == "unknown_field":
         loc.append(ctx["field"])

@@ -135,7 +135,7 @@ def _shape(shape: Any, budget: Budget) -> tuple[int, ...]:
         raise TensorError(f"shape has {len(shape)} dimensions; at most {budget.max_depth} are allowed")
     for i, dim in enumerate(shape):
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0:
-            raise TensorError(f"shape[{i}] is {_show(dim)}; dimensions are integers >= 0")
+            raise TensorError(f"shape[{i}] is {_kind(dim)}; dimensions are integers >= 0")
     return tuple(shape)
 
 
@@ -254,7 +254,7 @@ def _from_b64(text: Any, shape: tuple[int, ...], dtype: np.dtype[Any], budget: B
     if len(raw) != needed:
         raise TensorError(
             f"b64 holds {len(raw)} bytes but shape {list(shape)} in {datatype_name(dtype)} needs "
-            f"{needed} ({count} elements × {dtype.itemsize} bytes)"
+            f"{needed} ({_elements(count)} × {dtype.itemsize} bytes)"
         )
     array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
     array = array.reshape(shape)
