@@ -32,6 +32,9 @@ test: lint typecheck pytest
 run: install
 	$(PY) -m service
 
+openapi: install
+	$(PY) scripts/export_openapi.py
+
 bench: install
 	$(PY) bench/kernels.py
 
