@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
@@ -29,13 +30,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     JsonValue,
-    PlainValidator,
     StrictBool,
     WithJsonSchema,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from service import wire
 from service.config import Settings
@@ -149,6 +150,21 @@ NestedArray = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class ParsedBy:
+    """``Annotated[T, ParsedBy(parse, documented_as)]``: ``parse`` turns the JSON value into
+    a ``T`` (raising ``PydanticCustomError``); the JSON schema is ``documented_as``'s, the
+    forms a client may send."""
+
+    parse: Callable[[Any], Any]
+    documented_as: Any
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            self.parse, json_schema_input_schema=handler.generate_schema(self.documented_as)
+        )
+
+
 def _decode_tensor(value: Any) -> np.ndarray:
     try:
         return wire.decode(value, _budget())
@@ -156,10 +172,7 @@ def _decode_tensor(value: Any) -> np.ndarray:
         raise PydanticCustomError("invalid_tensor", "{reason}", {"reason": str(exc)}) from None
 
 
-Tensor = Annotated[
-    np.ndarray,
-    PlainValidator(_decode_tensor, json_schema_input_type=NestedArray | TensorWithData | TensorWithB64),
-]
+Tensor = Annotated[np.ndarray, ParsedBy(_decode_tensor, NestedArray | TensorWithData | TensorWithB64)]
 
 # --------------------------------------------------------------------------- specs (input)
 
@@ -240,19 +253,12 @@ def _core_spec(get: Callable[[Any], T]) -> Callable[[Any], T]:
 
 Regularizer = Annotated[
     regularizers.Regularizer,
-    PlainValidator(
-        _core_spec(regularizers.get),
-        json_schema_input_type=RegularizerIdentifier | TaggedRegularizer | KerasRegularizer,
-    ),
+    ParsedBy(_core_spec(regularizers.get), RegularizerIdentifier | TaggedRegularizer | KerasRegularizer),
 ]
 Activation = Annotated[
-    activations.Activation,
-    PlainValidator(_core_spec(activations.get), json_schema_input_type=ActivationName | ActivationObject),
+    activations.Activation, ParsedBy(_core_spec(activations.get), ActivationName | ActivationObject)
 ]
-Loss = Annotated[
-    losses.Loss,
-    PlainValidator(_core_spec(losses.get), json_schema_input_type=LossName | LossObject),
-]
+Loss = Annotated[losses.Loss, ParsedBy(_core_spec(losses.get), LossName | LossObject)]
 
 # --------------------------------------------------------------------------- requests
 
