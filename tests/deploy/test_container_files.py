@@ -7,6 +7,7 @@ Dockerfile on names and ports, and that `.dockerignore` keeps what the build cop
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -238,12 +239,21 @@ def test_every_penalty_variable_is_a_setting(
             )
 
 
-def test_nginx_passes_every_body_the_service_accepts() -> None:
-    """The service answers an oversized body with its own 413 envelope; nginx must not cut it
-    off earlier with an HTML page."""
+def test_nginx_limits_bodies_like_the_service() -> None:
+    """nginx refuses a body over the service's limit itself, in the service's envelope."""
     from service.config import Settings
+    from service.errors import PayloadTooLarge
 
-    match = re.search(r"client_max_body_size\s+(\d+)([kmg]?);", NGINX.read_text())
+    conf = NGINX.read_text()
+    match = re.search(r"client_max_body_size\s+(\d+)([kmg]?);", conf)
     assert match
     size = int(match.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match.group(2)]
-    assert size >= Settings().max_body_bytes
+    assert size == Settings().max_body_bytes
+    page = re.search(r"error_page\s+413\s+(@\w+);", conf)
+    assert page
+    body = re.search(rf"location\s+{page.group(1)}\s*\{{.*?return\s+413\s+'(.*?)';", conf, re.S)
+    assert body
+    envelope = json.loads(body.group(1))
+    assert envelope["error"]["code"] == PayloadTooLarge.code
+    assert str(size) in envelope["error"]["message"]
+    assert envelope["error"]["details"] == []
