@@ -94,16 +94,27 @@ Specs accepted by :func:`get`::
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from service.core import specs
 from service.core.errors import ShapeError, SpecError
 from service.core.numeric import FloatArray, as_work, result_dtype, to_dtype
 from service.core.special import erfc
+from service.core.specs import (
+    Check,
+    Names,
+    Params,
+    boolean,
+    non_negative,
+    number,
+    optional_non_negative,
+    positive,
+    split_spec,
+)
 
 #: SELU constants (Klambauer et al.; TF's kernel).
 SELU_SCALE = 1.0507009873554805
@@ -114,35 +125,6 @@ _SQRT_HALF = 0.7071067811865476  # TF's constant in gelu
 _INV_SQRT_2PI = 0.3989422804014327
 _GELU_TANH_SCALE = 0.7978845608028654  # sqrt(2/pi), TF's constant
 _GELU_TANH_COEFF = 0.044715
-
-
-class FrozenParams(Mapping[str, Any]):
-    """A read-only, hashable mapping of parameters (compares equal to a plain dict)."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
-        self._items: dict[str, Any] = dict(items or {})
-
-    def __getitem__(self, key: str) -> Any:
-        return self._items[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Mapping):
-            return self._items == dict(other.items())
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self._items.items()))
-
-    def __repr__(self) -> str:
-        return repr(self._items)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -534,39 +516,6 @@ def _log_softmax_vjp(z: FloatArray, y: FloatArray, g: FloatArray, p: P) -> Float
 # --------------------------------------------------------------------------- validation
 
 
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise SpecError(f"{name} must be a number, got {value!r}", field=name)
-    v = float(value)
-    if not math.isfinite(v):
-        raise SpecError(f"{name} must be finite, got {value!r}", field=name)
-    return v
-
-
-def _non_negative(name: str, value: Any) -> float:
-    v = _number(name, value)
-    if v < 0:
-        raise SpecError(f"{name} must be >= 0, got {value!r}", field=name)
-    return v
-
-
-def _positive(name: str, value: Any) -> float:
-    v = _number(name, value)
-    if v <= 0:
-        raise SpecError(f"{name} must be > 0, got {value!r}", field=name)
-    return v
-
-
-def _optional_non_negative(name: str, value: Any) -> float | None:
-    return None if value is None else _non_negative(name, value)
-
-
-def _boolean(name: str, value: Any) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise SpecError(f"{name} must be true or false, got {value!r}", field=name)
-    return bool(value)
-
-
 def _axis(name: str, value: Any) -> int | tuple[int, ...] | None:
     """An int, ``None`` (all axes) or a non-empty list of distinct ints (as ``ops.softmax``)."""
     if value is None:
@@ -584,19 +533,15 @@ def _axis(name: str, value: Any) -> int | tuple[int, ...] | None:
     )
 
 
-Check = Callable[[str, Any], Any]
-
-
 @dataclass(frozen=True)
 class _Kind:
-    """One registry entry: the formulas, the defaults and how each parameter is checked."""
+    """One registry entry: the formulas and the declared parameters."""
 
     name: str
     forward: Forward
     vjp: Vjp
     formula: str
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    checks: Mapping[str, Check] = field(default_factory=dict)
+    params: Params
     aliases: tuple[str, ...] = ()
     overflows: bool = False
 
@@ -619,7 +564,6 @@ def _kind(
     aliases: tuple[str, ...] = (),
     overflows: bool = False,
 ) -> _Kind:
-    params = params or {}
     if vjp is None:
         assert derivative is not None
         vjp = _elementwise(derivative)
@@ -628,14 +572,13 @@ def _kind(
         forward=forward,
         vjp=vjp,
         formula=formula,
-        defaults={k: d for k, (d, _) in params.items()},
-        checks={k: c for k, (_, c) in params.items()},
+        params=Params.declare(params),
         aliases=aliases,
         overflows=overflows,
     )
 
 
-_THRESHOLD = {"threshold": (0.5, _non_negative)}
+_THRESHOLD = {"threshold": (0.5, non_negative)}
 _AXIS = {"axis": (-1, _axis)}
 
 _KINDS_LIST = (
@@ -646,9 +589,9 @@ _KINDS_LIST = (
         _relu_d,
         "y = clip(where(z > threshold, z, 0), 0, max_value) - negative_slope * relu(threshold - z)",
         params={
-            "negative_slope": (0.0, _non_negative),
-            "max_value": (None, _optional_non_negative),
-            "threshold": (0.0, _non_negative),
+            "negative_slope": (0.0, non_negative),
+            "max_value": (None, optional_non_negative),
+            "threshold": (0.0, non_negative),
         },
     ),
     _kind(
@@ -656,7 +599,7 @@ _KINDS_LIST = (
         _leaky_relu,
         _leaky_relu_d,
         "y = z if z > 0 else negative_slope * z; slope at 0 is negative_slope",
-        params={"negative_slope": (0.2, _non_negative)},
+        params={"negative_slope": (0.2, non_negative)},
     ),
     _kind("relu6", _relu6, _relu6_d, "y = min(max(z, 0), 6); derivative 0 at 0 and 6"),
     _kind(
@@ -664,7 +607,7 @@ _KINDS_LIST = (
         _elu,
         _elu_d,
         "y = z if z > 0 else alpha * (exp(z) - 1); derivative alpha at 0",
-        params={"alpha": (1.0, _number)},
+        params={"alpha": (1.0, number)},
     ),
     _kind(
         "selu",
@@ -677,14 +620,14 @@ _KINDS_LIST = (
         _celu,
         _celu_d,
         "y = max(z, 0) + alpha * expm1(min(z, 0) / alpha); derivative 1 at 0",
-        params={"alpha": (1.0, _positive)},
+        params={"alpha": (1.0, positive)},
     ),
     _kind(
         "gelu",
         _gelu,
         _gelu_d,
         "y = z/2 * erfc(-z/sqrt(2)), or z/2 * (1 + tanh(sqrt(2/pi) * (z + 0.044715 z^3))) if approximate",
-        params={"approximate": (False, _boolean)},
+        params={"approximate": (False, boolean)},
     ),
     _kind("sigmoid", _sigmoid_f, _sigmoid_d, "y = 1 / (1 + exp(-z))"),
     _kind(
@@ -734,7 +677,7 @@ _KINDS_LIST = (
         _squareplus,
         _squareplus_d,
         "y = (z + sqrt(z^2 + b)) / 2",
-        params={"b": (4.0, _non_negative)},
+        params={"b": (4.0, non_negative)},
     ),
     _kind(
         "sparse_plus",
@@ -768,38 +711,15 @@ _KINDS_LIST = (
 
 #: One registry: canonical Keras name -> formulas, defaults and checks.
 _KINDS: dict[str, _Kind] = {k.name: k for k in _KINDS_LIST}
+_NAMES = Names(
+    "activation",
+    ((k.name, k.aliases) for k in _KINDS_LIST),
+    example='{"name": "leaky_relu", "negative_slope": 0.1}',
+)
 #: Canonical names, in the order of SPEC §4.
-NAMES: tuple[str, ...] = tuple(_KINDS)
+NAMES: tuple[str, ...] = _NAMES.names
 #: Every accepted name (canonical and alias) -> canonical name.
-ALIASES: dict[str, str] = {
-    **{n: n for n in NAMES},
-    **{a: k.name for k in _KINDS_LIST for a in k.aliases},
-}
-
-
-def _canonical(name: Any, field_name: str) -> str:
-    if isinstance(name, str) and name in ALIASES:
-        return ALIASES[name]
-    aliases = ", ".join(f"{a} -> {c}" for a, c in ALIASES.items() if a != c)
-    raise SpecError(
-        f"unknown activation {name!r}; expected one of {', '.join(NAMES)} (aliases: {aliases})",
-        field=field_name,
-    )
-
-
-def _validated(kind: _Kind, params: Mapping[str, Any]) -> FrozenParams:
-    unknown = [k for k in params if k not in kind.defaults]
-    if unknown:
-        allowed = ", ".join(kind.defaults) if kind.defaults else "none"
-        raise SpecError(
-            f"unknown parameter {unknown[0]!r} for activation {kind.name}; "
-            f"its parameters are: {allowed}",
-            field=str(unknown[0]),
-        )
-    values = {}
-    for key, default in kind.defaults.items():
-        values[key] = kind.checks[key](key, params[key]) if key in params else default
-    return FrozenParams(values)
+ALIASES: dict[str, str] = _NAMES.aliases
 
 
 @dataclass(frozen=True)
@@ -819,9 +739,9 @@ class Activation:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        name = _canonical(self.name, "activation")
+        name = _NAMES.canonical(self.name, "activation")
         object.__setattr__(self, "name", name)
-        object.__setattr__(self, "params", _validated(_KINDS[name], self.params))
+        object.__setattr__(self, "params", _KINDS[name].params.validate(f"activation {name}", self.params))
 
     @property
     def formula(self) -> str:
@@ -886,30 +806,9 @@ def get(spec: str | Mapping[str, Any] | Activation | None) -> Activation:
         return Activation("linear")
     if isinstance(spec, Activation):
         return spec
-    if isinstance(spec, str):
-        return Activation(_canonical(spec, "activation"))
-    if isinstance(spec, Mapping):
-        if "name" not in spec:
-            raise SpecError(
-                "an activation object needs 'name' (e.g. {\"name\": \"leaky_relu\", "
-                "\"negative_slope\": 0.1})",
-                field="name",
-            )
-        name = _canonical(spec["name"], "name")
-        return Activation(name, {k: v for k, v in spec.items() if k != "name"})
-    raise SpecError(
-        f"an activation is a name or an object, got {type(spec).__name__}", field="activation"
-    )
+    return Activation(*split_spec(spec, _NAMES))
 
 
 def describe() -> list[dict[str, Any]]:
     """What the service supports, for a discovery endpoint."""
-    return [
-        {
-            "name": k.name,
-            "aliases": list(k.aliases),
-            "parameters": dict(k.defaults),
-            "formula": k.formula,
-        }
-        for k in _KINDS_LIST
-    ]
+    return specs.describe(_KINDS_LIST)

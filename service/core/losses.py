@@ -63,9 +63,10 @@ from typing import Any
 
 import numpy as np
 
-from service.core.activations import FrozenParams
+from service.core import specs
 from service.core.errors import NonFiniteError, ShapeError, SpecError
 from service.core.numeric import FloatArray, result_dtype, to_dtype, work_dtype
+from service.core.specs import Check, Names, Params, boolean, positive, split_spec, unit_interval
 
 #: Keras's ``backend.epsilon()``: probabilities are clipped to ``[EPSILON, 1 − EPSILON]``.
 EPSILON = 1e-7
@@ -196,52 +197,19 @@ def _cce_grad(t: FloatArray, p: FloatArray, params: P) -> FloatArray:
 # --------------------------------------------------------------------------- validation
 
 
-def _boolean(name: str, value: Any) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise SpecError(f"{name} must be true or false, got {value!r}", field=name)
-    return bool(value)
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise SpecError(f"{name} must be a number, got {value!r}", field=name)
-    v = float(value)
-    if not np.isfinite(v):
-        raise SpecError(f"{name} must be finite, got {value!r}", field=name)
-    return v
-
-
-def _delta(name: str, value: Any) -> float:
-    v = _number(name, value)
-    if v <= 0:
-        raise SpecError(f"{name} must be > 0, got {value!r}", field=name)
-    return v
-
-
-def _smoothing(name: str, value: Any) -> float:
-    v = _number(name, value)
-    if not 0 <= v <= 1:
-        raise SpecError(f"{name} must be in [0, 1], got {value!r}", field=name)
-    return v
-
-
-Check = Callable[[str, Any], Any]
-
-
 @dataclass(frozen=True)
 class _Kind:
     name: str
     per_sample: PerSample
     gradient: PerSampleGrad
     formula: str
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    checks: Mapping[str, Check] = field(default_factory=dict)
+    params: Params
     aliases: tuple[str, ...] = ()
 
 
 _CROSSENTROPY_PARAMS: dict[str, tuple[Any, Check]] = {
-    "from_logits": (False, _boolean),
-    "label_smoothing": (0.0, _smoothing),
+    "from_logits": (False, boolean),
+    "label_smoothing": (0.0, unit_interval),
 }
 
 
@@ -254,14 +222,12 @@ def _kind(
     params: Mapping[str, tuple[Any, Check]] | None = None,
     aliases: tuple[str, ...] = (),
 ) -> _Kind:
-    params = params or {}
     return _Kind(
         name=name,
         per_sample=per_sample,
         gradient=gradient,
         formula=formula,
-        defaults={k: d for k, (d, _) in params.items()},
-        checks={k: c for k, (_, c) in params.items()},
+        params=Params.declare(params),
         aliases=aliases,
     )
 
@@ -286,7 +252,7 @@ _KINDS_LIST = (
         _huber,
         _huber_grad,
         "mean of (0.5 e^2 if |e| <= delta else delta |e| - 0.5 delta^2), e = y_pred - y_true",
-        params={"delta": (1.0, _delta)},
+        params={"delta": (1.0, positive)},
     ),
     _kind(
         "binary_crossentropy",
@@ -308,36 +274,15 @@ _KINDS_LIST = (
 )
 
 _KINDS: dict[str, _Kind] = {k.name: k for k in _KINDS_LIST}
+_NAMES = Names(
+    "loss",
+    ((k.name, k.aliases) for k in _KINDS_LIST),
+    example='{"name": "huber", "delta": 2.0}',
+)
 #: Canonical Keras function names.
-NAMES: tuple[str, ...] = tuple(_KINDS)
+NAMES: tuple[str, ...] = _NAMES.names
 #: Every accepted name (canonical and Keras alias) -> canonical name.
-ALIASES: dict[str, str] = {
-    **{n: n for n in NAMES},
-    **{a: k.name for k in _KINDS_LIST for a in k.aliases},
-}
-
-
-def _canonical(name: Any, field_name: str) -> str:
-    if isinstance(name, str) and name in ALIASES:
-        return ALIASES[name]
-    aliases = ", ".join(f"{a} -> {c}" for a, c in ALIASES.items() if a != c)
-    raise SpecError(
-        f"unknown loss {name!r}; expected one of {', '.join(NAMES)} (aliases: {aliases})",
-        field=field_name,
-    )
-
-
-def _validated(kind: _Kind, params: Mapping[str, Any]) -> FrozenParams:
-    unknown = [k for k in params if k not in kind.defaults]
-    if unknown:
-        allowed = ", ".join(kind.defaults) if kind.defaults else "none"
-        raise SpecError(
-            f"unknown parameter {unknown[0]!r} for loss {kind.name}; its parameters are: {allowed}",
-            field=str(unknown[0]),
-        )
-    return FrozenParams(
-        {k: kind.checks[k](k, params[k]) if k in params else d for k, d in kind.defaults.items()}
-    )
+ALIASES: dict[str, str] = _NAMES.aliases
 
 
 def _aligned(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -386,9 +331,9 @@ class Loss:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        name = _canonical(self.name, "loss")
+        name = _NAMES.canonical(self.name, "loss")
         object.__setattr__(self, "name", name)
-        object.__setattr__(self, "params", _validated(_KINDS[name], self.params))
+        object.__setattr__(self, "params", _KINDS[name].params.validate(f"loss {name}", self.params))
 
     @property
     def formula(self) -> str:
@@ -459,27 +404,9 @@ def get(spec: str | Mapping[str, Any] | Loss) -> Loss:
     """A loss from a name or Keras alias, ``{"name": ..., **params}`` or a Loss."""
     if isinstance(spec, Loss):
         return spec
-    if isinstance(spec, str):
-        return Loss(_canonical(spec, "loss"))
-    if isinstance(spec, Mapping):
-        if "name" not in spec:
-            raise SpecError(
-                "a loss object needs 'name' (e.g. {\"name\": \"huber\", \"delta\": 2.0})",
-                field="name",
-            )
-        name = _canonical(spec["name"], "name")
-        return Loss(name, {k: v for k, v in spec.items() if k != "name"})
-    raise SpecError(f"a loss is a name or an object, got {type(spec).__name__}", field="loss")
+    return Loss(*split_spec(spec, _NAMES))
 
 
 def describe() -> list[dict[str, Any]]:
     """What the service supports, for a discovery endpoint."""
-    return [
-        {
-            "name": k.name,
-            "aliases": list(k.aliases),
-            "parameters": dict(k.defaults),
-            "formula": k.formula,
-        }
-        for k in _KINDS_LIST
-    ]
+    return specs.describe(_KINDS_LIST)

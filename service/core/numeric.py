@@ -72,16 +72,6 @@ def factor_in(factor: float, dtype: np.dtype[Any]) -> np.floating[Any]:
     return np.float64(factor) if dtype == np.float64 else np.float32(factor)
 
 
-def validate_factor(name: str, value: Any) -> float:
-    """A factor must be a real number, finite and >= 0 (as Keras 3 requires)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise SpecError(f"{name} must be a number, got {value!r}", field=name)
-    v = float(value)
-    if not np.isfinite(v) or v < 0:
-        raise SpecError(f"{name} must be finite and >= 0, got {value!r}", field=name)
-    return v
-
-
 def _abs_dot_ones(flat: FloatArray) -> float:
     """``Σ|flat|`` (float32 or float64, contiguous).
 

@@ -44,9 +44,9 @@ from service.core.numeric import (
     sum_abs,
     sum_squares,
     to_dtype,
-    validate_factor,
     work_dtype,
 )
+from service.core.specs import non_negative
 
 #: Keras's ``backend.epsilon()``: the smallest row/column norm the orthogonal
 #: regularizer divides by.
@@ -105,7 +105,7 @@ class L1(Regularizer):
     formula: ClassVar[str] = "l1 * sum(|x|); gradient l1 * sign(x)"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "l1", validate_factor("l1", self.l1))
+        object.__setattr__(self, "l1", non_negative("l1", self.l1))
 
     def penalty(self, x: np.ndarray) -> np.floating[Any]:
         return to_dtype(factor_in(self.l1, x.dtype) * sum_abs(x), x.dtype)
@@ -135,7 +135,7 @@ class L2(Regularizer):
     formula: ClassVar[str] = "l2 * sum(x^2); gradient 2 * l2 * x"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "l2", validate_factor("l2", self.l2))
+        object.__setattr__(self, "l2", non_negative("l2", self.l2))
 
     def penalty(self, x: np.ndarray) -> np.floating[Any]:
         with np.errstate(over="ignore"):
@@ -167,8 +167,8 @@ class L1L2(Regularizer):
     formula: ClassVar[str] = "l1 * sum(|x|) + l2 * sum(x^2); gradient l1 * sign(x) + 2 * l2 * x"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "l1", validate_factor("l1", self.l1))
-        object.__setattr__(self, "l2", validate_factor("l2", self.l2))
+        object.__setattr__(self, "l1", non_negative("l1", self.l1))
+        object.__setattr__(self, "l2", non_negative("l2", self.l2))
 
     def penalty(self, x: np.ndarray) -> np.floating[Any]:
         total = work_dtype(x.dtype).type(0)
@@ -225,7 +225,7 @@ class Orthogonal(Regularizer):
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "factor", validate_factor("factor", self.factor))
+        object.__setattr__(self, "factor", non_negative("factor", self.factor))
         if self.mode not in ("rows", "columns"):
             raise SpecError(
                 f"mode must be 'rows' or 'columns', got {self.mode!r}", field="mode"
