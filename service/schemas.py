@@ -352,7 +352,7 @@ def _reserve_outputs(inputs: np.ndarray, kernels: list[np.ndarray]) -> None:
     for i, kernel in enumerate(kernels):
         if kernel.ndim != 2:
             return
-        _budget().reserve(batch * kernel.shape[1], f"the outputs of layer {i} ({batch}×{kernel.shape[1]})")
+        _budget().reserve(batch * kernel.shape[1], f"the output of layer {i} ({batch}×{kernel.shape[1]})")
 
 
 class DenseRequest(_LayerFields):

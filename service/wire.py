@@ -167,13 +167,14 @@ def _from_nested(
 
 
 def _check_declared(probed: tuple[int, ...], declared: tuple[int, ...], budget: Budget) -> None:
-    """``data`` is flat with as many numbers as ``shape`` needs, or nested exactly as it."""
+    """``data`` is flat with as many numbers as ``shape`` needs, or nested exactly as it (an
+    empty tensor's nesting stops at its first zero: ``[[]]`` is data of shape ``[1, 0, 3]``)."""
     needed = math.prod(declared)
     budget.reserve(needed, f"shape {list(declared)}")
     if len(probed) == 1 and len(declared) != 1:
         if probed[0] != needed:
             raise TensorError(f"data has {probed[0]} numbers but shape {list(declared)} needs {needed}")
-    elif probed != declared:
+    elif probed != declared and not (needed == 0 and declared[: len(probed)] == probed):
         raise TensorError(
             f"data is nested as {list(probed)} but shape is {list(declared)}; send data flat "
             "in row-major order or nested exactly as the shape"

@@ -1,0 +1,105 @@
+"""Limits from the settings: refused with a 413 (or 422 for rank) before any work is done."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.api.test_errors import envelope
+
+MakeClient = Callable[..., TestClient]
+PENALTY = b'{"tensor": [1, 2, 3], "regularizer": "l1"}'
+
+
+def too_large(message: str) -> dict[str, Any]:
+    return envelope("payload_too_large", message, [])
+
+
+def too_many(message: str) -> dict[str, Any]:
+    return envelope("too_many_elements", message, [])
+
+
+def test_declared_content_length_over_the_limit(make_client: MakeClient) -> None:
+    client = make_client(max_body_bytes=len(PENALTY) - 1)
+    response = client.post("/v1/penalty", content=PENALTY, headers={"Content-Type": "application/json"})
+    assert (response.status_code, response.json()) == (413, too_large(
+        f"the body has {len(PENALTY)} bytes; the limit is {len(PENALTY) - 1}: send smaller tensors, "
+        "b64 instead of JSON numbers, or split the request"))
+
+
+def test_body_at_the_limit_is_served(make_client: MakeClient) -> None:
+    client = make_client(max_body_bytes=len(PENALTY))
+    response = client.post("/v1/penalty", content=PENALTY, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200
+
+
+def test_streamed_body_without_content_length_is_counted(make_client: MakeClient) -> None:
+    client = make_client(max_body_bytes=1000)
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"tensor": ['
+        for _ in range(500):
+            yield b"1.0, "
+        yield b'1.0], "regularizer": "l1"}'
+
+    response = client.post("/v1/penalty", content=chunks(), headers={"Content-Type": "application/json"})
+    assert "content-length" not in response.request.headers
+    assert (response.status_code, response.json()) == (413, too_large(
+        "the body has more than 1000 bytes; the limit is 1000: send smaller tensors, "
+        "b64 instead of JSON numbers, or split the request"))
+
+
+def test_a_declared_shape_of_ten_billion_elements_is_refused_before_allocating(client: TestClient) -> None:
+    for tensor in ({"shape": [100000, 100000], "data": [1.0]},
+                   {"shape": [100000, 100000], "datatype": "FP64", "b64": "AAAAAAAA8D8="}):
+        start = time.perf_counter()
+        response = client.post("/v1/penalty", json={"tensor": tensor, "regularizer": "l1"})
+        assert time.perf_counter() - start < 1.0
+        assert (response.status_code, response.json()) == (413, too_many(
+            "shape [100000, 100000] has 10000000000 elements; the limit is 16777216 per tensor: "
+            "send a smaller tensor or split the request"))
+
+
+def test_nested_tensor_over_the_element_limit(make_client: MakeClient) -> None:
+    client = make_client(max_tensor_elements=10)
+    response = client.post("/v1/penalty", json={"tensor": [[1, 2, 3, 4]] * 3, "regularizer": "l1"})
+    assert (response.status_code, response.json()) == (413, too_many(
+        "the array of shape [3, 4] has 12 elements; the limit is 10 per tensor: "
+        "send a smaller tensor or split the request"))
+
+
+def test_elements_of_a_request_add_up(make_client: MakeClient) -> None:
+    client = make_client(max_tensor_elements=10, max_request_elements=15)
+    weights = {name: {"tensor": [1.0] * 8, "regularizer": "l1"} for name in ("a", "b")}
+    response = client.post("/v1/penalties", json={"weights": weights})
+    assert (response.status_code, response.json()) == (413, too_many(
+        "the array of shape [8] brings the request to 16 elements; the limit is 15 per request: "
+        "split the request"))
+
+
+def test_layer_outputs_count_before_computing(make_client: MakeClient) -> None:
+    """(1000, 1) inputs times a (1, 1000) kernel would make a million outputs from 2000 numbers."""
+    client = make_client(max_tensor_elements=10_000)
+    response = client.post("/v1/dense", json={"inputs": [[1.0]] * 1000, "kernel": [[1.0] * 1000]})
+    assert (response.status_code, response.json()) == (413, too_many(
+        "the output of layer 0 (1000×1000) has 1000000 elements; the limit is 10000 per tensor: "
+        "send a smaller tensor or split the request"))
+
+
+def test_too_many_layers_is_refused_before_decoding_them(make_client: MakeClient) -> None:
+    client = make_client(max_layers=2)
+    body = {"inputs": [[1]], "targets": [[1]], "layers": [{"kernel": "not even a tensor"}] * 3}
+    response = client.post("/v1/network", json=body)
+    assert (response.status_code, response.json()) == (413, envelope(
+        "too_many_layers", "the network has 3 layers; the limit is 2", []))
+
+
+def test_nesting_limit_is_a_setting(make_client: MakeClient) -> None:
+    client = make_client(max_nesting_depth=2)
+    response = client.post("/v1/penalty", json={"tensor": [[[1]]], "regularizer": "l1"})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["msg"] == (
+        "the array nests more than 2 levels deep; tensors have at most 2 dimensions")
