@@ -10,7 +10,7 @@ for ``softmax`` and ``log_softmax``).
 name (aliases)     y                                           d = dy/dz, TF's value at each kink
 =================  ==========================================  ======================================
 ``linear``         ``z``                                       ``1``
-``relu``           see :func:`_relu` (slope, max, threshold)   see :func:`_relu`; ``relu'(0) = 0``
+``relu``           see :func:`piecewise.relu` (slope, max, threshold)   see :func:`piecewise.relu`; ``relu'(0) = 0``
 ``leaky_relu``     ``z if z > 0 else s·z``  (s = 0.2)          ``1 if z > 0 else s``; ``s`` at 0
 ``relu6``          ``min(max(z, 0), 6)``                       ``1 on (0, 6)``; 0 at 0 and at 6
 ``elu``            ``z if z > 0 else α·(exp(z) − 1)``          ``α·exp(z)`` for z < 0; ``α`` at 0
@@ -94,16 +94,17 @@ Specs accepted by :func:`get`::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from service.core import specs
+from service.core.activations import piecewise, smooth
+from service.core.activations.base import Derivative, Forward, P, Vjp
 from service.core.errors import ShapeError, SpecError
 from service.core.numeric import FloatArray, as_work, result_dtype, to_dtype
-from service.core.special import erfc
 from service.core.specs import (
     Check,
     Names,
@@ -116,401 +117,10 @@ from service.core.specs import (
     split_spec,
 )
 
-#: SELU constants (Klambauer et al.; TF's kernel).
-SELU_SCALE = 1.0507009873554805
-SELU_ALPHA = 1.6732632423543772
-SELU_SCALE_ALPHA = 1.7580993408473768
-
-_SQRT_HALF = 0.7071067811865476  # TF's constant in gelu
-_INV_SQRT_2PI = 0.3989422804014327
-_GELU_TANH_SCALE = 0.7978845608028654  # sqrt(2/pi), TF's constant
-_GELU_TANH_COEFF = 0.044715
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _t(z: FloatArray, v: float) -> Any:
-    """A Python number as a scalar of ``z``'s dtype (as TF converts constants)."""
-    return z.dtype.type(v)
-
-
-def _sigmoid(z: FloatArray) -> FloatArray:
-    """``1/(1 + exp(−z))`` via ``e = exp(−|z|)``: never overflows."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def _sigmoid_prime(z: FloatArray) -> FloatArray:
-    """``σ(z)(1 − σ(z)) = e/(1 + e)²`` with ``e = exp(−|z|)``: accurate where ``σ ≈ 1``."""
-    e = np.exp(-np.abs(z))
-    return e / ((1 + e) * (1 + e))
-
-
-def _sech2(z: FloatArray) -> FloatArray:
-    """``1 − tanh(z)² = 4e/(1 + e)²`` with ``e = exp(−2|z|)``: accurate where ``tanh ≈ ±1``."""
-    e = np.exp(-2 * np.abs(z))
-    return 4 * e / ((1 + e) * (1 + e))
-
-
-def _softplus(z: FloatArray) -> FloatArray:
-    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
-
-
-def _mask(cond: np.ndarray, z: FloatArray) -> FloatArray:
-    return cond.astype(z.dtype)
-
-
-P = Mapping[str, Any]
-Forward = Callable[[FloatArray, P], FloatArray]
-Derivative = Callable[[FloatArray, FloatArray, P], FloatArray]
-Vjp = Callable[[FloatArray, FloatArray, FloatArray, P], FloatArray]
-
-
-# --------------------------------------------------------------------------- activations
-
-
-def _linear(z: FloatArray, p: P) -> FloatArray:
-    return z.copy()
-
-
-def _linear_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    return np.ones_like(z)
-
-
-def _relu(z: FloatArray, p: P) -> FloatArray:
-    """Keras's ``relu(z, negative_slope=s, max_value=m, threshold=θ)``, op for op.
-
-    * ``s ≠ 0``, no ``m``, ``θ = 0``: ``leaky_relu(z, s)``.
-    * otherwise ``x = where(z > θ, z, 0)`` if ``θ ≠ 0``; ``relu6(z)`` if ``m == 6``;
-      else ``max(z, 0)``; then ``clip(x, 0, m)`` (unless relu6 was used); then
-      ``y = x − s·relu(θ − z)``.  So ``θ = 5`` on ``[0, 2, 5, 7]`` gives ``[0, 0, 0, 7]``.
-
-    Derivative (TF): ``where`` passes where ``z > θ``; ``relu`` where ``z > 0``;
-    ``relu6`` on ``(0, 6)``; ``clip`` passes on ``[0, m]`` (ties pass: 1 at ``z = m`` when
-    ``m ≠ 6``); the negative part adds ``s`` where ``θ − z > 0`` (0 at ``z = θ``).
-    """
-    s, m, th = p["negative_slope"], p["max_value"], p["threshold"]
-    if s != 0 and m is None and th == 0:
-        return _leaky_relu(z, {"negative_slope": s})
-    if th != 0:
-        x = np.where(z > _t(z, th), z, _t(z, 0))
-    elif m == 6:
-        x = np.minimum(np.maximum(z, 0), _t(z, 6))
-    else:
-        x = np.maximum(z, _t(z, 0))
-    if m is not None and not (th == 0 and m == 6):
-        x = np.maximum(np.minimum(x, _t(z, m)), _t(z, 0))
-    if s != 0:
-        negative = np.maximum(-z + _t(z, th), _t(z, 0)) if th != 0 else np.maximum(-z, _t(z, 0))
-        x = x - _t(z, s) * negative
-    return x
-
-
-def _relu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    s, m, th = p["negative_slope"], p["max_value"], p["threshold"]
-    if s != 0 and m is None and th == 0:
-        return _leaky_relu_d(z, y, {"negative_slope": s})
-    if th != 0:
-        x = np.where(z > _t(z, th), z, _t(z, 0))
-        d = _mask(z > _t(z, th), z)
-    elif m == 6:
-        x = np.minimum(np.maximum(z, 0), _t(z, 6))
-        d = _mask((z > 0) & (z < 6), z)
-    else:
-        x = np.maximum(z, _t(z, 0))
-        d = _mask(z > 0, z)
-    if m is not None and not (th == 0 and m == 6):
-        # tf.clip_by_value = maximum(minimum(x, m), 0); both pass the gradient at a tie.
-        d = d * _mask((x <= _t(z, m)) & (np.minimum(x, _t(z, m)) >= 0), z)
-    if s != 0:
-        d = d + _t(z, s) * _mask(-z + _t(z, th) > 0, z)
-    return d
-
-
-def _leaky_relu(z: FloatArray, p: P) -> FloatArray:
-    """``z if z > 0 else s·z`` (TF's select, so ``s > 1`` is not a max)."""
-    return np.where(z > 0, z, z * _t(z, p["negative_slope"]))
-
-
-def _leaky_relu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """``1 if z > 0 else s``: TF tests ``z > 0``, so the slope at 0 is ``s``."""
-    return np.where(z > 0, _t(z, 1), _t(z, p["negative_slope"]))
-
-
-def _relu6(z: FloatArray, p: P) -> FloatArray:
-    return np.minimum(np.maximum(z, _t(z, 0)), _t(z, 6))
-
-
-def _relu6_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """1 on the open interval (0, 6); 0 at 0 and at 6 (TF's Relu6Grad)."""
-    return _mask((z > 0) & (z < 6), z)
-
-
-def _elu_base(z: FloatArray) -> FloatArray:
-    """TF's ``elu``: ``exp(z) − 1`` (not expm1) for ``z < 0``, else ``z``."""
-    return np.where(z < 0, np.exp(np.minimum(z, 0)) - 1, z)
-
-
-def _elu(z: FloatArray, p: P) -> FloatArray:
-    """``α·(exp(z) − 1)`` for ``z ≤ 0`` and ``z`` above (Keras: ``where(z > 0, elu, α·elu)``)."""
-    res = _elu_base(z)
-    alpha = p["alpha"]
-    return res if alpha == 1 else np.where(z > 0, res, _t(z, alpha) * res)
-
-
-def _elu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """EluGrad (``e + 1`` where ``e = elu(z) < 0``, else 1), times ``α`` where ``z ≤ 0``: ``α`` at 0."""
-    e = _elu_base(z)
-    d = np.where(e < 0, e + 1, _t(z, 1))
-    alpha = p["alpha"]
-    return d if alpha == 1 else np.where(z > 0, d, _t(z, alpha) * d)
-
-
-def _selu(z: FloatArray, p: P) -> FloatArray:
-    return np.where(
-        z < 0,
-        _t(z, SELU_SCALE_ALPHA) * (np.exp(np.minimum(z, 0)) - 1),
-        _t(z, SELU_SCALE) * z,
-    )
-
-
-def _selu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """SeluGrad: ``y + λα`` where ``y < 0``, else ``λ`` (so ``λ`` at 0)."""
-    return np.where(y < 0, y + _t(z, SELU_SCALE_ALPHA), _t(z, SELU_SCALE))
-
-
-def _celu(z: FloatArray, p: P) -> FloatArray:
-    alpha = _t(z, p["alpha"])
-    return np.maximum(z, 0) + alpha * np.expm1(np.minimum(z, 0) / alpha)
-
-
-def _celu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """``1`` for ``z > 0``, ``exp(z/α)`` for ``z ≤ 0`` (so 1 at 0: TF's 2 there is not copied)."""
-    alpha = _t(z, p["alpha"])
-    return np.where(z > 0, _t(z, 1), np.exp(np.minimum(z, 0) / alpha))
-
-
-def _gelu(z: FloatArray, p: P) -> FloatArray:
-    """Exact: ``½z·erfc(−z/√2)``.  Approximate: ``½z(1 + tanh(√(2/π)(z + 0.044715 z³)))``."""
-    if p["approximate"]:
-        zc = np.clip(z, -100, 100)  # tanh is ±1 well before; keeps z³ finite
-        inner = _t(z, _GELU_TANH_SCALE) * (zc + _t(z, _GELU_TANH_COEFF) * zc**3)
-        return _t(z, 0.5) * z * (1 + np.tanh(inner))
-    return _t(z, 0.5) * z * erfc(-z * _t(z, _SQRT_HALF))
-
-
-def _gelu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    if p["approximate"]:
-        zc = np.clip(z, -100, 100)
-        k, c = _t(z, _GELU_TANH_SCALE), _t(z, _GELU_TANH_COEFF)
-        th = np.tanh(k * (zc + c * zc**3))
-        return _t(z, 0.5) * (1 + th) + _t(z, 0.5) * z * (1 - th * th) * k * (1 + 3 * c * zc * zc)
-    zc = np.clip(z, -40, 40)  # exp(−z²/2) is 0 beyond, in both dtypes
-    pdf = _t(z, _INV_SQRT_2PI) * np.exp(_t(z, -0.5) * zc * zc)
-    return _t(z, 0.5) * erfc(-z * _t(z, _SQRT_HALF)) + z * pdf
-
-
-def _sigmoid_f(z: FloatArray, p: P) -> FloatArray:
-    return _sigmoid(z)
-
-
-def _sigmoid_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """``y(1 − y)``, computed as ``e/(1 + e)²`` (TF's ``y(1 − y)`` loses it where y ≈ 1)."""
-    return _sigmoid_prime(z)
-
-
-def _hard_sigmoid(z: FloatArray, p: P) -> FloatArray:
-    """``relu6(z + 3)/6`` (Keras 3; Keras 2 used ``0.2z + 0.5``)."""
-    return _relu6(z + _t(z, 3), p) / _t(z, 6)
-
-
-def _hard_sigmoid_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """``1/6`` where ``0 < z + 3 < 6``; 0 at ``z = ±3``."""
-    s = z + _t(z, 3)
-    return np.where((s > 0) & (s < 6), _t(z, 1) / _t(z, 6), _t(z, 0))
-
-
-def _hard_silu(z: FloatArray, p: P) -> FloatArray:
-    return z * _hard_sigmoid(z, p)
-
-
-def _hard_silu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """``hard_sigmoid(z) + z·hard_sigmoid'(z)``: 0 at −3, 1 at 3, ½ at 0."""
-    return _hard_sigmoid(z, p) + z * _hard_sigmoid_d(z, y, p)
-
-
-def _tanh(z: FloatArray, p: P) -> FloatArray:
-    return np.tanh(z)
-
-
-def _tanh_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """``1 − y²``, computed as ``sech²(z)`` (exact where ``y`` rounds to ±1)."""
-    return _sech2(z)
-
-
-def _hard_tanh(z: FloatArray, p: P) -> FloatArray:
-    return np.maximum(np.minimum(z, _t(z, 1)), _t(z, -1))
-
-
-def _hard_tanh_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """1 on the closed interval [−1, 1] (clip_by_value passes ties), 0 outside."""
-    return _mask((z <= 1) & (z >= -1), z)
-
-
-def _softplus_f(z: FloatArray, p: P) -> FloatArray:
-    return _softplus(z)
-
-
-def _softplus_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    return _sigmoid(z)
-
-
-def _softsign(z: FloatArray, p: P) -> FloatArray:
-    return z / (np.abs(z) + 1)
-
-
-def _softsign_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    r = 1 / (1 + np.abs(z))
-    return r * r
-
-
-def _silu(z: FloatArray, p: P) -> FloatArray:
-    return z * _sigmoid(z)
-
-
-def _silu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    s = _sigmoid(z)
-    return s + z * _sigmoid_prime(z)
-
-
-def _mish(z: FloatArray, p: P) -> FloatArray:
-    return z * np.tanh(_softplus(z))
-
-
-def _mish_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    sp = _softplus(z)
-    return np.tanh(sp) + z * _sech2(sp) * _sigmoid(z)
-
-
-def _exponential(z: FloatArray, p: P) -> FloatArray:
-    return np.exp(z)
-
-
-def _exponential_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    return np.exp(z)
-
-
-def _log_sigmoid(z: FloatArray, p: P) -> FloatArray:
-    return np.minimum(z, 0) - np.log1p(np.exp(-np.abs(z)))
-
-
-def _log_sigmoid_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    return _sigmoid(-z)
-
-
-def _tanh_shrink(z: FloatArray, p: P) -> FloatArray:
-    return z - np.tanh(z)
-
-
-def _tanh_shrink_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    th = np.tanh(z)
-    return th * th
-
-
-def _soft_shrink(z: FloatArray, p: P) -> FloatArray:
-    t = _t(z, p["threshold"])
-    return np.where(z > t, z - t, np.where(z < -t, z + t, _t(z, 0)))
-
-
-def _soft_shrink_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """1 where ``|z| > t`` (strictly); 0 at ``±t``."""
-    t = _t(z, p["threshold"])
-    return _mask((z > t) | (z < -t), z)
-
-
-def _hard_shrink(z: FloatArray, p: P) -> FloatArray:
-    return np.where(np.abs(z) > _t(z, p["threshold"]), z, _t(z, 0))
-
-
-def _hard_shrink_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """1 where ``|z| > t`` (strictly); 0 at ``±t``."""
-    return _mask(np.abs(z) > _t(z, p["threshold"]), z)
-
-
-def _squareplus_root(z: FloatArray, b: Any) -> FloatArray:
-    """``sqrt(z² + b)`` as Keras computes it, or ``hypot(z, √b)`` where ``z²`` overflows."""
-    with np.errstate(over="ignore"):
-        r = np.sqrt(z * z + b)
-    bad = ~np.isfinite(r)
-    if bad.any():
-        r[bad] = np.hypot(z[bad], np.sqrt(b))
-    return r
-
-
-def _squareplus(z: FloatArray, p: P) -> FloatArray:
-    r = _squareplus_root(z, _t(z, p["b"]))
-    with np.errstate(over="ignore"):
-        y = (z + r) / 2
-    bad = ~np.isfinite(y)
-    if bad.any():
-        y[bad] = z[bad] / 2 + r[bad] / 2
-    return y
-
-
-def _squareplus_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """``(1 + z/sqrt(z² + b))/2``; ½ at ``z = 0`` when ``b = 0`` (TF gives NaN there)."""
-    r = _squareplus_root(z, _t(z, p["b"]))
-    safe = np.where(r > 0, r, _t(z, 1))
-    return (1 + np.where(r > 0, z / safe, _t(z, 0))) / 2
-
-
-def _sparse_plus(z: FloatArray, p: P) -> FloatArray:
-    s = z + 1
-    return np.where(z <= -1, _t(z, 0), np.where(z < 1, _t(z, 0.25) * (s * s), z))
-
-
-def _sparse_plus_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """0 for ``z ≤ −1``, ``(z + 1)/2`` on ``(−1, 1)``, 1 for ``z ≥ 1``."""
-    return np.where(z <= -1, _t(z, 0), np.where(z < 1, _t(z, 0.5) * (z + 1), _t(z, 1)))
-
-
-def _sparse_sigmoid(z: FloatArray, p: P) -> FloatArray:
-    return np.where(z <= -1, _t(z, 0), np.where(z >= 1, _t(z, 1), _t(z, 0.5) * (z + 1)))
-
-
-def _sparse_sigmoid_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
-    """½ on the open interval (−1, 1); 0 at ±1 and outside."""
-    return np.where((z > -1) & (z < 1), _t(z, 0.5), _t(z, 0))
-
-
-def _axes(p: P, ndim: int) -> int | tuple[int, ...] | None:
-    axis = p["axis"]
-    return tuple(axis) if isinstance(axis, list) else axis
-
-
-def _softmax(z: FloatArray, p: P) -> FloatArray:
-    ax = _axes(p, z.ndim)
-    e = np.exp(z - np.max(z, axis=ax, keepdims=True))
-    return e / np.sum(e, axis=ax, keepdims=True)
-
-
-def _softmax_vjp(z: FloatArray, y: FloatArray, g: FloatArray, p: P) -> FloatArray:
-    """``y ⊙ (g − Σ_axis g·y)``."""
-    ax = _axes(p, z.ndim)
-    return y * (g - np.sum(g * y, axis=ax, keepdims=True))
-
-
-def _log_softmax(z: FloatArray, p: P) -> FloatArray:
-    ax = _axes(p, z.ndim)
-    shifted = z - np.max(z, axis=ax, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=ax, keepdims=True))
-
-
-def _log_softmax_vjp(z: FloatArray, y: FloatArray, g: FloatArray, p: P) -> FloatArray:
-    """``g − softmax(z)·Σ_axis g`` (``softmax = exp(y)``)."""
-    ax = _axes(p, z.ndim)
-    return g - np.exp(y) * np.sum(g, axis=ax, keepdims=True)
+#: SELU constants, re-exported (see :mod:`service.core.activations.smooth`).
+SELU_SCALE = smooth.SELU_SCALE
+SELU_ALPHA = smooth.SELU_ALPHA
+SELU_SCALE_ALPHA = smooth.SELU_SCALE_ALPHA
 
 
 # --------------------------------------------------------------------------- validation
@@ -582,11 +192,11 @@ _THRESHOLD = {"threshold": (0.5, non_negative)}
 _AXIS = {"axis": (-1, _axis)}
 
 _KINDS_LIST = (
-    _kind("linear", _linear, _linear_d, "y = z"),
+    _kind("linear", piecewise.linear, piecewise.linear_d, "y = z"),
     _kind(
         "relu",
-        _relu,
-        _relu_d,
+        piecewise.relu,
+        piecewise.relu_d,
         "y = clip(where(z > threshold, z, 0), 0, max_value) - negative_slope * relu(threshold - z)",
         params={
             "negative_slope": (0.0, non_negative),
@@ -596,115 +206,115 @@ _KINDS_LIST = (
     ),
     _kind(
         "leaky_relu",
-        _leaky_relu,
-        _leaky_relu_d,
+        piecewise.leaky_relu,
+        piecewise.leaky_relu_d,
         "y = z if z > 0 else negative_slope * z; slope at 0 is negative_slope",
         params={"negative_slope": (0.2, non_negative)},
     ),
-    _kind("relu6", _relu6, _relu6_d, "y = min(max(z, 0), 6); derivative 0 at 0 and 6"),
+    _kind("relu6", piecewise.relu6, piecewise.relu6_d, "y = min(max(z, 0), 6); derivative 0 at 0 and 6"),
     _kind(
         "elu",
-        _elu,
-        _elu_d,
+        smooth.elu,
+        smooth.elu_d,
         "y = z if z > 0 else alpha * (exp(z) - 1); derivative alpha at 0",
         params={"alpha": (1.0, number)},
     ),
     _kind(
         "selu",
-        _selu,
-        _selu_d,
+        smooth.selu,
+        smooth.selu_d,
         "y = 1.0507009873554805 * (z if z > 0 else 1.6732632423543772 * (exp(z) - 1))",
     ),
     _kind(
         "celu",
-        _celu,
-        _celu_d,
+        smooth.celu,
+        smooth.celu_d,
         "y = max(z, 0) + alpha * expm1(min(z, 0) / alpha); derivative 1 at 0",
         params={"alpha": (1.0, positive)},
     ),
     _kind(
         "gelu",
-        _gelu,
-        _gelu_d,
+        smooth.gelu,
+        smooth.gelu_d,
         "y = z/2 * erfc(-z/sqrt(2)), or z/2 * (1 + tanh(sqrt(2/pi) * (z + 0.044715 z^3))) if approximate",
         params={"approximate": (False, boolean)},
     ),
-    _kind("sigmoid", _sigmoid_f, _sigmoid_d, "y = 1 / (1 + exp(-z))"),
+    _kind("sigmoid", smooth.sigmoid_f, smooth.sigmoid_d, "y = 1 / (1 + exp(-z))"),
     _kind(
         "hard_sigmoid",
-        _hard_sigmoid,
-        _hard_sigmoid_d,
+        piecewise.hard_sigmoid,
+        piecewise.hard_sigmoid_d,
         "y = relu6(z + 3) / 6; derivative 0 at -3 and 3",
     ),
     _kind(
         "hard_silu",
-        _hard_silu,
-        _hard_silu_d,
+        piecewise.hard_silu,
+        piecewise.hard_silu_d,
         "y = z * relu6(z + 3) / 6",
         aliases=("hard_swish",),
     ),
-    _kind("tanh", _tanh, _tanh_d, "y = tanh(z)"),
-    _kind("hard_tanh", _hard_tanh, _hard_tanh_d, "y = clip(z, -1, 1); derivative 1 at -1 and 1"),
-    _kind("softplus", _softplus_f, _softplus_d, "y = log(1 + exp(z))"),
-    _kind("softsign", _softsign, _softsign_d, "y = z / (|z| + 1)"),
-    _kind("silu", _silu, _silu_d, "y = z * sigmoid(z)", aliases=("swish",)),
-    _kind("mish", _mish, _mish_d, "y = z * tanh(softplus(z))"),
+    _kind("tanh", smooth.tanh, smooth.tanh_d, "y = tanh(z)"),
+    _kind("hard_tanh", piecewise.hard_tanh, piecewise.hard_tanh_d, "y = clip(z, -1, 1); derivative 1 at -1 and 1"),
+    _kind("softplus", smooth.softplus_f, smooth.softplus_d, "y = log(1 + exp(z))"),
+    _kind("softsign", smooth.softsign, smooth.softsign_d, "y = z / (|z| + 1)"),
+    _kind("silu", smooth.silu, smooth.silu_d, "y = z * sigmoid(z)", aliases=("swish",)),
+    _kind("mish", smooth.mish, smooth.mish_d, "y = z * tanh(softplus(z))"),
     _kind(
         "exponential",
-        _exponential,
-        _exponential_d,
+        smooth.exponential,
+        smooth.exponential_d,
         "y = exp(z) (overflows to inf above ~88.7 in float32)",
         overflows=True,
     ),
-    _kind("log_sigmoid", _log_sigmoid, _log_sigmoid_d, "y = -softplus(-z)"),
-    _kind("tanh_shrink", _tanh_shrink, _tanh_shrink_d, "y = z - tanh(z)"),
+    _kind("log_sigmoid", smooth.log_sigmoid, smooth.log_sigmoid_d, "y = -softplus(-z)"),
+    _kind("tanh_shrink", smooth.tanh_shrink, smooth.tanh_shrink_d, "y = z - tanh(z)"),
     _kind(
         "soft_shrink",
-        _soft_shrink,
-        _soft_shrink_d,
+        piecewise.soft_shrink,
+        piecewise.soft_shrink_d,
         "y = z - threshold if z > threshold, z + threshold if z < -threshold, else 0",
         params=_THRESHOLD,
     ),
     _kind(
         "hard_shrink",
-        _hard_shrink,
-        _hard_shrink_d,
+        piecewise.hard_shrink,
+        piecewise.hard_shrink_d,
         "y = z if |z| > threshold else 0",
         params=_THRESHOLD,
     ),
     _kind(
         "squareplus",
-        _squareplus,
-        _squareplus_d,
+        smooth.squareplus,
+        smooth.squareplus_d,
         "y = (z + sqrt(z^2 + b)) / 2",
         params={"b": (4.0, non_negative)},
     ),
     _kind(
         "sparse_plus",
-        _sparse_plus,
-        _sparse_plus_d,
+        piecewise.sparse_plus,
+        piecewise.sparse_plus_d,
         "y = 0 if z <= -1, (z + 1)^2 / 4 if -1 < z < 1, z if z >= 1",
     ),
     _kind(
         "sparse_sigmoid",
-        _sparse_sigmoid,
-        _sparse_sigmoid_d,
+        piecewise.sparse_sigmoid,
+        piecewise.sparse_sigmoid_d,
         "y = 0 if z <= -1, (z + 1) / 2 if -1 < z < 1, 1 if z >= 1",
     ),
     _kind(
         "softmax",
-        _softmax,
+        smooth.softmax,
         None,
         "y = exp(z - max) / sum(exp(z - max)) over axis (int, list of ints, or null = all)",
-        vjp=_softmax_vjp,
+        vjp=smooth.softmax_vjp,
         params=_AXIS,
     ),
     _kind(
         "log_softmax",
-        _log_softmax,
+        smooth.log_softmax,
         None,
         "y = z - max - log(sum(exp(z - max))) over axis (int, list of ints, or null = all)",
-        vjp=_log_softmax_vjp,
+        vjp=smooth.log_softmax_vjp,
         params=_AXIS,
     ),
 )
