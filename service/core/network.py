@@ -93,7 +93,7 @@ def layer_names(specs: Sequence[LayerSpec]) -> list[str]:
             names.append("dense" if unnamed == 0 else f"dense_{unnamed}")
             unnamed += 1
             continue
-        if not spec.name or "/" in spec.name:
+        if not isinstance(spec.name, str) or not spec.name or "/" in spec.name:
             raise SpecError(
                 f"layers.{i}.name must be a non-empty string without '/', got {spec.name!r}",
                 field=f"layers.{i}.name",

@@ -335,7 +335,7 @@ def get(spec: str | Mapping[str, Any] | Regularizer) -> Regularizer:
         )
     if "type" in spec:
         kind = spec["type"]
-        if kind not in REGISTRY:
+        if not isinstance(kind, str) or kind not in REGISTRY:
             raise SpecError(
                 f"unknown regularizer type {kind!r}; expected one of {', '.join(REGISTRY)}",
                 field="type",
@@ -350,7 +350,7 @@ def get(spec: str | Mapping[str, Any] | Regularizer) -> Regularizer:
                 field=extra[0],
             )
         name = spec["class_name"]
-        if name not in _KERAS_CLASSES:
+        if not isinstance(name, str) or name not in _KERAS_CLASSES:
             raise SpecError(
                 f"unknown Keras regularizer class {name!r}; expected one of "
                 "L1, L2, L1L2, OrthogonalRegularizer (or their snake_case names)",

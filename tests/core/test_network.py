@@ -48,6 +48,8 @@ def test_explicit_names_and_their_errors() -> None:
         network(np.ones((1, 3)), np.ones((1, 2)), [replace(layers[0], name="dense"), layers[1]])
     with pytest.raises(SpecError, match="without '/'"):
         network(np.ones((1, 3)), np.ones((1, 2)), [replace(layers[0], name="a/b"), layers[1]])
+    with pytest.raises(SpecError, match="got 5"):
+        network(np.ones((1, 3)), np.ones((1, 2)), [replace(layers[0], name=5), layers[1]])  # type: ignore[arg-type]
 
 
 def test_which_terms_reach_which_parameters() -> None:

@@ -180,6 +180,11 @@ def test_spec_forms_and_round_trip(spec: object, config: dict[str, object]) -> N
         ({"class_name": "L1", "config": {"l1": 0.1}, "extra": 1}, "unknown key 'extra'", "extra"),
         ({"class_name": "L1", "config": [1]}, "config must be an object", "config"),
         ({"l1": 0.1}, "needs 'type'", "regularizer"),
+        ({"type": {"l1": 0.1}}, "unknown regularizer type {'l1': 0.1}", "type"),
+        ({"type": ["l1"]}, "unknown regularizer type ['l1']", "type"),
+        ({"class_name": ["L1"], "config": {}}, "unknown Keras regularizer class ['L1']", "class_name"),
+        ({"class_name": {"L1": 1}}, "unknown Keras regularizer class {'L1': 1}", "class_name"),
+        ({"type": "l1", "l1": [0.1]}, "l1 must be a number, got [0.1]", "l1"),
         (3, "a string or an object, got int", "regularizer"),
     ],
 )
