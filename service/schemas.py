@@ -239,26 +239,33 @@ class LossObject(BaseModel):
     name: LossName  # type: ignore[valid-type]
 
 
-def _core_spec(get: Callable[[Any], T]) -> Callable[[Any], T]:
-    """A validator that builds a spec with the core's ``get`` (its errors become 422s)."""
+def _core_spec(get: Callable[[Any], T], kind: str) -> Callable[[Any], T]:
+    """A validator that builds a spec with the core's ``get``; its errors become 422s.
+
+    A ``TypeError`` means a JSON value of a type ``get`` does not expect (a list where a
+    name belongs): the client's error too, not a server fault.
+    """
 
     def validate(value: Any) -> T:
         try:
             return get(value)
         except CoreError as exc:
-            raise PydanticCustomError("invalid_spec", "{reason}", {"reason": exc.message}) from None
+            reason = exc.message
+        except TypeError as exc:
+            reason = f"not a valid {kind} spec ({exc}); GET /v1/{kind}s lists the accepted forms"
+        raise PydanticCustomError("invalid_spec", "{reason}", {"reason": reason})
 
     return validate
 
 
 Regularizer = Annotated[
     regularizers.Regularizer,
-    ParsedBy(_core_spec(regularizers.get), RegularizerIdentifier | TaggedRegularizer | KerasRegularizer),
+    ParsedBy(_core_spec(regularizers.get, "regularizer"), RegularizerIdentifier | TaggedRegularizer | KerasRegularizer),
 ]
 Activation = Annotated[
-    activations.Activation, ParsedBy(_core_spec(activations.get), ActivationName | ActivationObject)
+    activations.Activation, ParsedBy(_core_spec(activations.get, "activation"), ActivationName | ActivationObject)
 ]
-Loss = Annotated[losses.Loss, ParsedBy(_core_spec(losses.get), LossName | LossObject)]
+Loss = Annotated[losses.Loss, ParsedBy(_core_spec(losses.get, "loss"), LossName | LossObject)]
 
 # --------------------------------------------------------------------------- requests
 

@@ -333,3 +333,10 @@ def test_the_service_keeps_serving_after_every_malformed_request(client: TestCli
     for _, raw, _ in RAW_CASES:
         client.post("/v1/penalty", content=raw, headers={"Content-Type": "application/json"})
     assert client.post("/v1/penalty", json=pen([[3, 3]], {"type": "l1", "l1": 0.1}),).json()["penalty"] == 0.6
+
+
+@pytest.mark.parametrize("spec", [{"type": ["l1"]}, {"type": {"l1": 1}}, {"class_name": ["L1"]}, ["l1"]])
+def test_specs_of_unexpected_json_types_are_422(client: TestClient, spec: Any) -> None:
+    """Found by the property-based run: a list or object where a name belongs is the client's error."""
+    response = client.post("/v1/penalty", json=pen([1], spec))
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_spec")
