@@ -227,9 +227,12 @@ def activity_gradient(layer: Layer, p: Pass, scale: float) -> FloatArray:
 
 
 def total(values: Mapping[str, Any], like: Any) -> Any:
-    """Sum of ``values`` in their order (zero shaped like ``like`` when empty)."""
-    acc = np.zeros_like(like)
-    for v in values.values():
+    """Sum of ``values`` in their order (zeros shaped like ``like`` when there are none)."""
+    parts = list(values.values())
+    if not parts:
+        return np.zeros_like(like)
+    acc = parts[0]
+    for v in parts[1:]:
         acc = acc + v
     return acc
 
