@@ -4,8 +4,9 @@
 
 1. Starts ``python -m service`` (uvicorn) on 127.0.0.1 and a free port, POSTs the same
    FP32 tensor to ``/v1/penalty`` as nested JSON arrays, flat ``data`` and ``b64``
-   (``return_gradient`` false, so the answer is a few bytes), and prints the median
-   round trip of each form and the same-run ratio to b64.
+   (``return_gradient`` false, so the answer is a few bytes), then with the 1M-element
+   gradient sent back as JSON numbers or b64, and prints the median round trip of each
+   and the same-run ratio to b64.
 2. In process, times the ways of turning the same request body into a validated
    ``PenaltyRequest``: the stdlib ``json`` parser (FastAPI's default), ``orjson`` (what
    ``service.api.routing`` uses), ``model_validate_json``, and FastAPI's default path
@@ -93,6 +94,15 @@ def bodies(x: np.ndarray) -> dict[str, bytes]:
     }
 
 
+def with_gradient(payloads: dict[str, bytes]) -> dict[str, bytes]:
+    """The same requests asking for the 1M-element gradient back, as JSON numbers or b64."""
+    nested, b64 = orjson.loads(payloads["nested JSON"]), orjson.loads(payloads["b64"])
+    return {
+        "nested in, JSON gradient out": orjson.dumps({**nested, "return_gradient": True}),
+        "b64 in, b64 gradient out": orjson.dumps({**b64, "return_gradient": True, "encoding": "b64"}),
+    }
+
+
 class TypedBody(BaseModel):
     """What a plain FastAPI model for a rank-2 tensor would look like (validated per float)."""
 
@@ -113,18 +123,19 @@ def main() -> None:
 
     print(f"1. Through the running service: POST /v1/penalty, {x.size} FP32 elements, "
           f"median of {args.repeat}")
-    print(f"   {'form':<16}{'body MB':>9}{'round trip ms':>15}{'vs b64':>8}")
+    print(f"   {'form':<30}{'body MB':>9}{'round trip ms':>15}{'vs b64':>8}")
     with running_service() as base, httpx.Client(base_url=base, timeout=60) as client:
         headers = {"Content-Type": "application/json"}
-        for body in payloads.values():
+        sent = {**payloads, **with_gradient(payloads)}
+        for body in sent.values():
             assert client.post("/v1/penalty", content=body, headers=headers).status_code == 200
         results = medians_ms(
             {name: lambda b=body: client.post("/v1/penalty", content=b, headers=headers)
-             for name, body in payloads.items()},
+             for name, body in sent.items()},
             args.repeat,
         )
         for name, ms in results.items():
-            print(f"   {name:<16}{len(payloads[name]) / 1e6:>9.1f}{ms:>15.1f}{ms / results['b64']:>7.1f}×")
+            print(f"   {name:<30}{len(sent[name]) / 1e6:>9.1f}{ms:>15.1f}{ms / results['b64']:>7.1f}×")
 
     print("\n2. In process: request body -> validated PenaltyRequest, median ms")
     print(f"   {'path':<58}{'nested':>8}{'flat':>8}{'b64':>8}")
