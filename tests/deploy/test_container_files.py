@@ -60,6 +60,9 @@ def test_runtime_is_non_root_and_exposes_the_port(stages: list[dockerfile.Stage]
     runtime = stages[-1]
     user = runtime.last("USER").split(":")[0]
     assert user not in {"root", "0"}
+    # The uid exists in the image (created with a fixed uid, no login shell).
+    creates = " ".join(runtime.all("RUN"))
+    assert re.search(rf"useradd .*--uid {user}\b.*--shell /usr/sbin/nologin", creates)
     assert runtime.last("EXPOSE") == container_port(stages) == "8000"
     assert runtime.env()["PENALTY_HOST"] == "0.0.0.0"
 

@@ -76,7 +76,8 @@ def _case(family: str, case_id: str) -> dict[str, Any]:
 
 
 def _array(tensor: Any) -> np.ndarray:
-    return np.asarray(tensor.data, np.float64).reshape(tensor.shape)
+    """A generated TensorOut model as an ndarray."""
+    return vectors.tensor(tensor.to_dict())
 
 
 def test_penalty_of_the_seed_is_4_8(client: Any) -> None:

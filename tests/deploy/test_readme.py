@@ -166,10 +166,6 @@ def test_readme_example(client: TestClient, example: Example) -> None:
 # --- cross-checks between examples: what the prose around them claims -------------------------
 
 
-def _tensor(obj: dict[str, Any]) -> np.ndarray:
-    return np.asarray(obj["data"], np.float64).reshape(obj["shape"])
-
-
 def test_seed_001_is_4_8(client: TestClient) -> None:
     assert send(client, BY_NAME["seed-001-l1"])["penalty"] == pytest.approx(4.8, rel=REL)
 
@@ -230,7 +226,7 @@ def test_l1_gradient_is_a_sign_and_l2_is_proportional(client: TestClient) -> Non
     out = send(client, example)["gradients"]
     for name, spec in weights.items():
         w = np.asarray(spec["tensor"], np.float64)
-        grad = _tensor(out[name])
+        grad = vectors.tensor(out[name])
         if spec["regularizer"]["type"] == "l1":
             np.testing.assert_allclose(grad, spec["regularizer"]["l1"] * np.sign(w), rtol=REL)
         else:
@@ -246,8 +242,8 @@ def test_seed_003_leaky_relu_is_scaled_relu_plus_l1_activity(client: TestClient)
     assert relu.body["layers"][0]["activity_regularizer"] == {"type": "l1", "l1": alpha}
     relu_out, leaky_out = send(client, relu), send(client, leaky)
     targets = np.asarray(relu.body["targets"], np.float64)
-    assert np.all(_tensor(relu_out["outputs"]) < targets)
-    assert np.all(_tensor(leaky_out["outputs"]) < targets)
+    assert np.all(vectors.tensor(relu_out["outputs"]) < targets)
+    assert np.all(vectors.tensor(leaky_out["outputs"]) < targets)
     r_loss, k_loss = relu_out["losses"], leaky_out["losses"]
     assert k_loss["data_loss"] == pytest.approx(
         (1 + alpha) * r_loss["data_loss"]
@@ -257,11 +253,11 @@ def test_seed_003_leaky_relu_is_scaled_relu_plus_l1_activity(client: TestClient)
     )
     r, k = relu_out["gradients"], leaky_out["gradients"]
     for parameter in ("dense/kernel", "dense/bias"):
-        expected = (1 + alpha) * _tensor(r[parameter]["data_loss"]) + _tensor(
+        expected = (1 + alpha) * vectors.tensor(r[parameter]["data_loss"]) + vectors.tensor(
             r[parameter]["dense/activity_regularizer"]
         )
         np.testing.assert_allclose(
-            _tensor(k[parameter]["data_loss"]), expected, rtol=1e-5, atol=1e-7
+            vectors.tensor(k[parameter]["data_loss"]), expected, rtol=1e-5, atol=1e-7
         )
 
 

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from tests.deploy import dockerfile, server
+from tests.reference import vectors
 
 pytestmark = pytest.mark.slow
 
@@ -131,10 +132,6 @@ def _post(base: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _values(tensor: dict[str, Any]) -> np.ndarray:
-    return np.asarray(tensor["data"], np.float64).reshape(tensor["shape"])
-
-
 KERNEL = np.arange(12.0).reshape(4, 3) / 10 - 0.5
 BIAS = np.array([0.1, -0.2, 0.3])
 
@@ -176,7 +173,9 @@ def test_every_route_answers_as_the_image_would(image: dict[str, Any]) -> None:
 
         out = _post(base, "/v1/penalty", {"tensor": SEED, "regularizer": {"type": "l1", "l1": 0.1}})
         assert out["penalty"] == pytest.approx(4.8, rel=1e-6)
-        np.testing.assert_allclose(_values(out["gradient"]), np.full((2, 2, 4), 0.1), rtol=1e-6)
+        np.testing.assert_allclose(
+            vectors.tensor(out["gradient"]), np.full((2, 2, 4), 0.1), rtol=1e-6
+        )
 
         out = _post(
             base,
@@ -206,7 +205,7 @@ def test_every_route_answers_as_the_image_would(image: dict[str, Any]) -> None:
             },
         )
         y = x @ KERNEL + BIAS
-        np.testing.assert_allclose(_values(out["outputs"]), y, rtol=1e-6)
+        np.testing.assert_allclose(vectors.tensor(out["outputs"]), y, rtol=1e-6)
         assert out["losses"] == pytest.approx(
             {
                 "kernel_regularizer": 0.1 * abs(KERNEL).sum(),
