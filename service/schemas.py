@@ -211,7 +211,7 @@ class OrthogonalRegularizer(_Schema):
 
 TaggedRegularizer = Annotated[
     L1Regularizer | L2Regularizer | L1L2Regularizer | OrthogonalRegularizer,
-    Field(discriminator="type"),
+    Field(discriminator="type", title="TaggedRegularizer"),
 ]
 
 
@@ -496,6 +496,16 @@ def gradients_out(
 
 
 class PenaltyResponse(_Response):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"penalty": 4.8,
+                 "gradient": {"shape": [2, 2, 4], "datatype": "FP32", "data": [0.1] * 16},
+                 "regularizer": {"type": "l1", "l1": 0.1}}
+            ]
+        }
+    )
+
     penalty: Number
     gradient: TensorResult | None
     regularizer: TaggedRegularizer = Field(description="The regularizer, in its canonical tagged form.")
@@ -605,5 +615,16 @@ class ErrorBody(_Response):
 
 class ErrorResponse(_Response):
     """The one error envelope."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"error": {"code": "shape_mismatch",
+                           "message": "kernel has 5 rows but inputs have 4 features (last axis)",
+                           "details": [{"loc": ["body", "kernel"], "type": "shape_mismatch",
+                                        "msg": "kernel has 5 rows but inputs have 4 features (last axis)"}]}}
+            ]
+        }
+    )
 
     error: ErrorBody
