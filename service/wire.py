@@ -66,8 +66,9 @@ class Budget:
     max_layers: int
     used: int = 0
 
-    def reserve(self, elements: int, what: str, *, per_tensor: bool = True) -> None:
-        if per_tensor and elements > self.max_tensor_elements:
+    def reserve(self, elements: int, what: str) -> None:
+        """Count ``elements`` of one tensor (``what`` names it in the 413's message)."""
+        if elements > self.max_tensor_elements:
             raise TooManyElements(
                 f"{what} has {elements} elements; the limit is {self.max_tensor_elements} "
                 "per tensor: send a smaller tensor or split the request"
@@ -102,8 +103,8 @@ def decode(value: Any, budget: Budget) -> np.ndarray:
 def _from_object(obj: dict[str, Any], budget: Budget) -> np.ndarray:
     unknown = [k for k in obj if k not in OBJECT_KEYS]
     if unknown:
-        raise TensorError(f"unknown key {unknown[0]!r} in a tensor object{did_you_mean(unknown[0], OBJECT_KEYS)}; "
-                          f"expected {', '.join(OBJECT_KEYS)}")
+        hint = did_you_mean(unknown[0], OBJECT_KEYS)
+        raise TensorError(f"unknown key {unknown[0]!r} in a tensor object{hint}; expected {', '.join(OBJECT_KEYS)}")
     dtype = _datatype(obj.get("datatype", DEFAULT_DATATYPE))
     has_data, has_b64 = "data" in obj, "b64" in obj
     if has_data == has_b64:
