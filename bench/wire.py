@@ -8,9 +8,9 @@
    gradient sent back as JSON numbers or b64, and prints the median round trip of each
    and the same-run ratio to b64.
 2. In process, times the ways of turning the same request body into a validated
-   ``PenaltyRequest``: the stdlib ``json`` parser (FastAPI's default), ``orjson`` (what
-   ``service.api.routing`` uses), ``model_validate_json``, and FastAPI's default path
-   with a typed ``list[list[float]]`` body in Python mode.
+   ``PenaltyRequest``: the stdlib ``json`` parser (FastAPI's default), ``orjson``,
+   ``model_validate_json``, jiter's ``from_json`` (what ``service.api.routing`` uses), and
+   FastAPI's default path with a typed ``list[list[float]]`` body in Python mode.
 
 Medians of ``--repeat`` runs on this machine; ratios are within one run.
 """
@@ -36,6 +36,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from service.api.routing import parse_json
 from service.schemas import PenaltyRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,8 +143,10 @@ def main() -> None:
     paths: dict[str, Callable[[bytes], Any]] = {
         "stdlib json.loads + model_validate (FastAPI's parser)": lambda b: PenaltyRequest.model_validate(
             json.loads(b)),
-        "orjson.loads + model_validate (this service)": lambda b: PenaltyRequest.model_validate(orjson.loads(b)),
+        "orjson.loads + model_validate": lambda b: PenaltyRequest.model_validate(orjson.loads(b)),
         "PenaltyRequest.model_validate_json (jiter)": PenaltyRequest.model_validate_json,
+        "parse_json (jiter) + model_validate (this service)": lambda b: PenaltyRequest.model_validate(
+            parse_json(b, max_rank=32)),
     }
     typed = "FastAPI default: json.loads + typed list[list[float]] model"
     runs = {(label, form): (lambda p=parse, b=body: p(b))

@@ -7,7 +7,7 @@ Every error response, whatever raised it, has the body of API.md::
 =========================  ======  ==============================================================
 code                       status  raised for
 =========================  ======  ==============================================================
-``invalid_json``           422     a body that is not JSON (or nests deeper than the parser allows)
+``invalid_json``           422     a body that is not JSON, or nests deeper than 200 levels
 ``unknown_field``          422     a field the model does not have (a typo: ``return_gradiens``)
 ``invalid_tensor``         422     ragged, non-numeric, non-finite, overflowing or mis-shaped tensors
 ``invalid_spec``           422     an unknown regularizer/activation/loss or a bad parameter
@@ -46,6 +46,8 @@ logger = logging.getLogger("service")
 OWN_VALIDATION_CODES = ("invalid_tensor", "invalid_spec", "unknown_field")
 #: How many validation errors the message quotes (``details`` lists them all).
 QUOTED_ERRORS = 3
+#: Longest message (a message may quote a value the client sent, which may be long).
+MAX_MESSAGE = 1000
 
 Loc = list[str | int]
 
@@ -73,6 +75,11 @@ class ApiError(Exception):
         self.details = list(details)
 
 
+class InvalidJson(ApiError):
+    status_code = 422
+    code = "invalid_json"
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
     code = "payload_too_large"
@@ -98,7 +105,13 @@ CORE_STATUS: dict[type[CoreError], int] = {SpecError: 422, ShapeError: 400, NonF
 
 
 def envelope(code: str, message: str, details: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": list(details)}}
+    """The error body; messages that quote a client's value are clipped to ``MAX_MESSAGE``."""
+    clipped = [{**d, "msg": _clip(d["msg"])} if "msg" in d else d for d in details]
+    return {"error": {"code": code, "message": _clip(message), "details": clipped}}
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
 def error_response(
@@ -149,39 +162,24 @@ def _core_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(status, exc.code, exc.message, details)
 
 
-def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = [_detail(e, request) for e in exc.errors()]
+    details = [_detail(e) for e in exc.errors()]
     code = details[0]["type"] if details else "validation_error"
-    if code == "json_invalid":
-        code = "invalid_json"
-    elif code not in OWN_VALIDATION_CODES:
+    if code not in OWN_VALIDATION_CODES:
         code = "validation_error"
-    quoted = [_quote(d) for d in details[:QUOTED_ERRORS]]
+    quoted = [f"{dotted(d['loc'])}: {d['msg']}" for d in details[:QUOTED_ERRORS]]
     more = len(details) - QUOTED_ERRORS
     message = "; ".join(quoted) + (f" (and {more} more errors, listed in details)" if more > 0 else "")
     return error_response(422, code, message, details)
 
 
-def _quote(detail: dict[str, Any]) -> str:
-    return detail["msg"] if detail["type"] == "json_invalid" else f"{dotted(detail['loc'])}: {detail['msg']}"
-
-
-def _detail(error: dict[str, Any], request: Request) -> dict[str, Any]:
-    """A pydantic/FastAPI error without its ``input`` (which may be a whole tensor)."""
-    loc, kind, ctx = list(error.get("loc", ())), error["type"], error.get("ctx", {})
-    if kind == "json_invalid":
-        reason, where = ctx.get("error", "malformed JSON"), loc[-1] if len(loc) > 1 else 0
-        if "depth limit" in reason:
-            rank = request.app.state.settings.max_nesting_depth
-            msg = (f"the body nests deeper than JSON parsing allows (at character {where}); "
-                   f"tensors have at most {rank} dimensions")
-        else:
-            msg = f"the body is not valid JSON: {reason} at character {where}; send a JSON object as API.md describes"
-        return {"loc": ["body"], "msg": msg, "type": kind}
-    if kind == "unknown_field":
-        loc.append(ctx["field"])
-    return {"loc": loc, "msg": error["msg"], "type": kind}
+def _detail(error: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic error without its ``input`` (which may be a whole tensor)."""
+    loc = list(error.get("loc", ()))
+    if error["type"] == "unknown_field":
+        loc.append(error["ctx"]["field"])
+    return {"loc": loc, "msg": error["msg"], "type": error["type"]}
 
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:

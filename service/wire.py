@@ -104,7 +104,7 @@ def _from_object(obj: dict[str, Any], budget: Budget) -> np.ndarray:
     unknown = [k for k in obj if k not in OBJECT_KEYS]
     if unknown:
         hint = did_you_mean(unknown[0], OBJECT_KEYS)
-        raise TensorError(f"unknown key {unknown[0]!r} in a tensor object{hint}; expected {', '.join(OBJECT_KEYS)}")
+        raise TensorError(f"unknown key {_show(unknown[0])} in a tensor object{hint}; expected {', '.join(OBJECT_KEYS)}")
     dtype = _datatype(obj.get("datatype", DEFAULT_DATATYPE))
     has_data, has_b64 = "data" in obj, "b64" in obj
     if has_data == has_b64:
@@ -126,7 +126,8 @@ def _from_object(obj: dict[str, Any], budget: Budget) -> np.ndarray:
 def _datatype(name: Any) -> np.dtype[Any]:
     if isinstance(name, str) and name in DATATYPES:
         return DATATYPES[name]
-    raise TensorError(f"datatype {name!r} is not supported; use one of {', '.join(DATATYPES)}")
+    shown = _show(name) if isinstance(name, str) else _kind(name)
+    raise TensorError(f"datatype {shown} is not supported; use one of {', '.join(DATATYPES)}")
 
 
 def _shape(shape: Any, budget: Budget) -> tuple[int, ...]:
@@ -237,6 +238,8 @@ def _locate_bad_element(value: list[Any], shape: tuple[int, ...], name: str) -> 
             )
         elif isinstance(node, bool) or not isinstance(node, int | float):
             raise TensorError(f"{where} is {_kind(node)}; tensor elements must be JSON numbers")
+        elif isinstance(node, int) and node.bit_length() > 1024:
+            raise TensorError(f"{where} is an integer of {node.bit_length()} bits; it overflows every datatype")
     raise TensorError(f"{name or 'the array'} could not be read as numbers")  # pragma: no cover
 
 

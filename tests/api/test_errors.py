@@ -45,7 +45,7 @@ def spec_error(field: str, msg: str) -> dict[str, Any]:
 
 
 def json_error(msg: str) -> dict[str, Any]:
-    return envelope("invalid_json", msg, [{"loc": ["body"], "msg": msg, "type": "json_invalid"}])
+    return envelope("invalid_json", msg, [{"loc": ["body"], "msg": msg, "type": "invalid_json"}])
 
 
 def core_error(code: str, loc: list[str | int], msg: str) -> dict[str, Any]:
@@ -234,25 +234,27 @@ CASES: list[tuple[str, str, Any, int, dict[str, Any]]] = [
 # (id, raw body, whole expected body) — sent with Content-Type: application/json
 RAW_CASES: list[tuple[str, bytes, dict[str, Any]]] = [
     ("malformed_json", b'{"tensor": [1, 2',
-     json_error("the body is not valid JSON: unexpected end of data at character 16; "
+     json_error("the body is not valid JSON (EOF while parsing a list at line 1 column 16); "
                 "send a JSON object as API.md describes")),
     ("nan_literal", b'{"tensor": [NaN], "regularizer": "l1"}',
-     json_error("the body is not valid JSON: unexpected character, expected a JSON value at character 12; "
+     json_error("the body is not valid JSON (expected value at line 1 column 13); "
                 "send a JSON object as API.md describes")),
     ("infinity_literal", b'{"tensor": [Infinity], "regularizer": "l1"}',
-     json_error("the body is not valid JSON: unexpected character, expected a JSON value at character 12; "
+     json_error("the body is not valid JSON (expected value at line 1 column 13); "
                 "send a JSON object as API.md describes")),
     ("number_overflowing_a_double", b'{"tensor": [1e400], "regularizer": "l1"}',
-     json_error("the body is not valid JSON: number is infinity when parsed as double at character 12; "
+     tensor_error("[0] is inf; tensor elements must be finite")),
+    ("integer_of_five_thousand_digits", b'{"tensor": [' + b"9" * 5000 + b'], "regularizer": "l1"}',
+     json_error("the body is not valid JSON (number out of range at line 1 column 4314); "
                 "send a JSON object as API.md describes")),
     ("five_thousand_levels_deep", b'{"tensor": ' + b"[" * 5000 + b"]" * 5000 + b', "regularizer": "l1"}',
-     json_error("the body nests deeper than JSON parsing allows (at character 1035); "
-                "tensors have at most 32 dimensions")),
+     json_error("the body nests too deeply (recursion limit exceeded at line 1 column 212); "
+                "a tensor has at most 32 dimensions")),
     ("trailing_garbage", b'{"tensor": [1], "regularizer": "l1"} x',
-     json_error("the body is not valid JSON: unexpected content after document at character 37; "
+     json_error("the body is not valid JSON (trailing characters at line 1 column 38); "
                 "send a JSON object as API.md describes")),
     ("invalid_utf8", b'{"tensor": [1], "regularizer": "\xff"}',
-     json_error("the body is not valid JSON: str is not valid UTF-8: surrogates not allowed at character 0; "
+     json_error("the body is not valid JSON (invalid unicode code point at line 1 column 33); "
                 "send a JSON object as API.md describes")),
     ("empty_body", b"", invalid(["body"], "Field required", "validation_error", "missing")),
 ]
@@ -270,13 +272,37 @@ def test_malformed_json(client: TestClient, raw: bytes, expected: dict[str, Any]
     assert (response.status_code, response.json()) == (422, expected)
 
 
-def test_deep_nesting_in_every_tensor_field(client: TestClient) -> None:
-    """Thousands of levels anywhere in a body is a 422, never a RecursionError."""
-    deep = b"[" * 3000 + b"]" * 3000
-    for field in (b"inputs", b"kernel", b"bias", b"targets"):
-        body = b'{"' + field + b'": ' + deep + b"}"
-        response = client.post("/v1/network", content=body, headers={"Content-Type": "application/json"})
-        assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_json")
+DEEP_FIELDS = [
+    ("/v1/network", b'{"inputs": %s}'),
+    ("/v1/network", b'{"layers": [{"kernel": %s}]}'),
+    ("/v1/penalty", b'{"tensor": [1], "regularizer": {"type": "l1", "l1": %s}}'),
+    ("/v1/penalty", b'{"tensor": [1], "regularizer": {"type": %s}}'),
+    ("/v1/penalty", b'{"tensor": [1], "regularizer": {"class_name": "L1", "config": {"l1": %s}}}'),
+    ("/v1/penalty", b'{"tensor": {"shape": [1], "datatype": %s, "data": [1]}, "regularizer": "l1"}'),
+    ("/v1/penalty", b'{"tensor": [1], "regularizer": "l1", "encoding": %s}'),
+    ("/v1/dense", b'{"inputs": [[1]], "kernel": [[1]], "activation": {"name": "relu", "max_value": %s}}'),
+    ("/v1/network", b'{"inputs": [[1]], "targets": [[1]], "layers": [{"kernel": [[1]]}], "loss": {"name": %s}}'),
+]
+
+
+@pytest.mark.parametrize("depth", [150, 1000, 3000])
+@pytest.mark.parametrize(("path", "template"), DEEP_FIELDS)
+def test_deep_nesting_in_any_field_is_a_422(client: TestClient, path: str, template: bytes, depth: int) -> None:
+    """Arrays nested hundreds or thousands of levels deep anywhere are refused, never a
+    RecursionError: the parser stops at 200 levels, and below that every message is built
+    without recursing through the value."""
+    body = template % (b"[" * depth + b"1" + b"]" * depth)
+    response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] in {"invalid_json", "invalid_tensor", "invalid_spec", "validation_error"}
+
+
+def test_a_long_value_quoted_in_a_message_is_clipped(client: TestClient) -> None:
+    response = client.post("/v1/penalty", json=pen([1], {"type": "l1", "l1": [1.5] * 100_000}))
+    error = response.json()["error"]
+    assert (response.status_code, error["code"]) == (422, "invalid_spec")
+    assert error["details"][0]["msg"].startswith("l1 must be a number, got [1.5, 1.5")
+    assert len(error["message"]) == 1000 and error["message"].endswith("…")
 
 
 @pytest.mark.parametrize(
