@@ -60,10 +60,10 @@ class ParsedRequest(Request):
 def require_json(request: Request) -> None:
     """415 unless the body is declared ``application/json`` (or ``application/*+json``)."""
     header = request.headers.get("content-type")
-    message = Message()
-    message["content-type"] = header or ""
-    subtype = message.get_content_subtype()
-    if not header or message.get_content_maintype() != "application" or not (
+    declared = Message()
+    declared["content-type"] = header or ""
+    subtype = declared.get_content_subtype()
+    if not header or declared.get_content_maintype() != "application" or not (
         subtype == "json" or subtype.endswith("+json")
     ):
         raise UnsupportedMediaType(
