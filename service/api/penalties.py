@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 from fastapi import APIRouter
 
 from service import wire
 from service.api.responses import POST_ERRORS
 from service.api.routing import WireRoute
-from service.core.dense import total
-from service.core.numeric import result_dtype
+from service.core.regularizers import penalties
 from service.schemas import (
     PenaltiesRequest,
     PenaltiesResponse,
@@ -40,16 +38,17 @@ def compute_penalty(request: PenaltyRequest) -> PenaltyResponse:
 def compute_penalties(request: PenaltiesRequest) -> PenaltiesResponse:
     """Each weight's penalty, their ``total`` (summed in order, in the widest datatype
     given, as Keras sums ``model.losses``) and each gradient."""
-    weights = request.weights
-    values = {name: w.regularizer.penalty(w.tensor) for name, w in weights.items()}
-    zero = np.zeros((), result_dtype(*(w.tensor for w in weights.values())))
+    result = penalties(
+        {name: (w.regularizer, w.tensor) for name, w in request.weights.items()},
+        return_gradients=request.return_gradients,
+    )
     return PenaltiesResponse(
-        penalties=numbers_out(values, "penalties"),
-        total=wire.scalar(total(values, zero), what="total"),
+        penalties=numbers_out(result.penalties, "penalties"),
+        total=wire.scalar(result.total, what="total"),
         gradients={
-            name: tensor_out(w.regularizer.gradient(w.tensor), request.encoding, f"gradients.{name}")
-            for name, w in weights.items()
+            name: tensor_out(g, request.encoding, f"gradients.{name}")
+            for name, g in result.gradients.items()
         }
-        if request.return_gradients
+        if result.gradients is not None
         else None,
     )

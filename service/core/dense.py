@@ -42,8 +42,8 @@ import numpy as np
 
 from service.core import activations, regularizers
 from service.core.activations import Activation
-from service.core.errors import ShapeError, SpecError
-from service.core.numeric import FloatArray, check_finite, result_dtype, to_dtype, work_dtype
+from service.core.errors import ShapeError, SpecError, shown
+from service.core.numeric import FloatArray, finish, result_dtype, total, work_dtype
 from service.core.regularizers import Regularizer
 
 #: Accepted values of ``activity_normalization``.
@@ -96,7 +96,7 @@ class Pass:
 def check_normalization(value: str) -> str:
     if value not in NORMALIZATIONS:
         raise SpecError(
-            f"activity_normalization must be 'batch' or 'none', got {value!r}",
+            f"activity_normalization must be 'batch' or 'none', got {shown(value)}",
             field="activity_normalization",
         )
     return value
@@ -181,10 +181,18 @@ def check_inputs(inputs: np.ndarray, layer: Layer, *, field: str = "inputs") -> 
 
 
 def forward(layer: Layer, x: FloatArray) -> Pass:
-    z = np.matmul(x, layer.kernel)
-    if layer.bias is not None:
-        z += layer.bias
-    return Pass(x=x, z=z, y=layer.activation(z))
+    """``z = x·kernel + bias``, ``y = activation(z)``.  Overflow to inf is not an error
+    here: every result is checked by :func:`~service.core.numeric.finish`."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = np.matmul(x, layer.kernel)
+        if layer.bias is not None:
+            z += layer.bias
+    try:
+        y = layer.activation(z)
+    except ShapeError as exc:
+        where = f"{layer.where}activation"
+        raise ShapeError(f"{where}: {exc.message}", field=f"{where}.{exc.field}") from None
+    return Pass(x=x, z=z, y=y)
 
 
 def backward(
@@ -224,28 +232,6 @@ def activity_gradient(layer: Layer, p: Pass, scale: float) -> FloatArray:
     reg = layer.regularizers["activity_regularizer"]
     g_y = reg.gradient(p.y) * p.y.dtype.type(scale)
     return layer.activation.vjp(p.z, p.y, g_y)
-
-
-def total(values: Mapping[str, Any], like: Any) -> Any:
-    """Sum of ``values`` in their order (zeros shaped like ``like`` when there are none)."""
-    parts = list(values.values())
-    if not parts:
-        return np.zeros_like(like)
-    acc = parts[0]
-    for v in parts[1:]:
-        acc = acc + v
-    return acc
-
-
-def finish(
-    values: Mapping[str, Any], dtype: np.dtype[Any], *, prefix: str = ""
-) -> dict[str, Any]:
-    """Round each result to ``dtype`` and refuse any that is not finite there."""
-    out = {}
-    for key, v in values.items():
-        out[key] = to_dtype(v, dtype)
-        check_finite(f"{prefix}{key}", out[key], dtype=dtype)
-    return out
 
 
 def dense(

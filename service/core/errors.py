@@ -8,6 +8,19 @@ Every error names the field it concerns, when there is one.
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel = 3
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = 6
+
+
+def shown(value: Any) -> str:
+    """A client-sent value for an error message: its repr, bounded in length and depth."""
+    return _SHOWN.repr(value)
+
 
 class CoreError(ValueError):
     """Base class; ``code`` is the stable machine-readable error code."""

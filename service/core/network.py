@@ -54,14 +54,12 @@ from service.core.dense import (
     build_layer,
     check_inputs,
     check_normalization,
-    finish,
     forward,
     layer_penalties,
-    total,
 )
-from service.core.errors import ShapeError, SpecError
+from service.core.errors import ShapeError, SpecError, shown
 from service.core.losses import Loss
-from service.core.numeric import FloatArray, result_dtype, work_dtype
+from service.core.numeric import FloatArray, finish, result_dtype, total, work_dtype
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,7 @@ def layer_names(specs: Sequence[LayerSpec]) -> list[str]:
             continue
         if not isinstance(spec.name, str) or not spec.name or "/" in spec.name:
             raise SpecError(
-                f"layers.{i}.name must be a non-empty string without '/', got {spec.name!r}",
+                f"layers.{i}.name must be a non-empty string without '/', got {shown(spec.name)}",
                 field=f"layers.{i}.name",
             )
         names.append(spec.name)
@@ -103,7 +101,7 @@ def layer_names(specs: Sequence[LayerSpec]) -> list[str]:
     for i, name in enumerate(names):
         if name in seen:
             raise SpecError(
-                f"layer names must be unique: {name!r} names layers {seen[name]} and {i}",
+                f"layer names must be unique: {shown(name)} names layers {seen[name]} and {i}",
                 field=f"layers.{i}.name",
             )
         seen[name] = i

@@ -14,7 +14,7 @@ Conventions
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -163,3 +163,26 @@ def to_dtype(x: Any, dtype: np.dtype[Any]) -> Any:
 
 def all_finite(values: Iterable[Any]) -> bool:
     return all(bool(np.all(np.isfinite(np.asarray(v)))) for v in values)
+
+
+def total(values: Mapping[str, Any], like: Any) -> Any:
+    """Sum of ``values`` in their order (zeros shaped like ``like`` when there are none)."""
+    parts = list(values.values())
+    if not parts:
+        return np.zeros_like(like)
+    acc = parts[0]
+    with np.errstate(over="ignore", invalid="ignore"):  # an inf total is refused by finish()
+        for v in parts[1:]:
+            acc = acc + v
+    return acc
+
+
+def finish(
+    values: Mapping[str, Any], dtype: np.dtype[Any], *, prefix: str = ""
+) -> dict[str, Any]:
+    """Round each result to ``dtype`` and refuse any that is not finite there."""
+    out = {}
+    for key, v in values.items():
+        out[key] = to_dtype(v, dtype)
+        check_finite(f"{prefix}{key}", out[key], dtype=dtype)
+    return out

@@ -36,14 +36,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from service.core.errors import ShapeError, SpecError
+from service.core.errors import ShapeError, SpecError, shown
 from service.core.numeric import (
     FloatArray,
     as_work,
     factor_in,
+    finish,
+    result_dtype,
     sum_abs,
     sum_squares,
     to_dtype,
+    total,
     work_dtype,
 )
 from service.core.specs import non_negative
@@ -228,7 +231,7 @@ class Orthogonal(Regularizer):
         object.__setattr__(self, "factor", non_negative("factor", self.factor))
         if self.mode not in ("rows", "columns"):
             raise SpecError(
-                f"mode must be 'rows' or 'columns', got {self.mode!r}", field="mode"
+                f"mode must be 'rows' or 'columns', got {shown(self.mode)}", field="mode"
             )
 
     def _oriented(self, x: np.ndarray) -> FloatArray:
@@ -310,7 +313,7 @@ def _build(kind: str, params: Mapping[str, Any], where: str) -> Regularizer:
     unknown = sorted(set(params) - set(cls.defaults))
     if unknown:
         raise SpecError(
-            f"{where}: unknown parameter {unknown[0]!r} for {kind}; "
+            f"{where}: unknown parameter {shown(unknown[0])} for {kind}; "
             f"expected {', '.join(cls.defaults)}",
             field=unknown[0],
         )
@@ -325,7 +328,7 @@ def get(spec: str | Mapping[str, Any] | Regularizer) -> Regularizer:
         if spec in IDENTIFIERS:
             return IDENTIFIERS[spec]
         raise SpecError(
-            f"unknown regularizer {spec!r}; expected one of {', '.join(IDENTIFIERS)}",
+            f"unknown regularizer {shown(spec)}; expected one of {', '.join(IDENTIFIERS)}",
             field="regularizer",
         )
     if not isinstance(spec, Mapping):
@@ -337,7 +340,7 @@ def get(spec: str | Mapping[str, Any] | Regularizer) -> Regularizer:
         kind = spec["type"]
         if not isinstance(kind, str) or kind not in REGISTRY:
             raise SpecError(
-                f"unknown regularizer type {kind!r}; expected one of {', '.join(REGISTRY)}",
+                f"unknown regularizer type {shown(kind)}; expected one of {', '.join(REGISTRY)}",
                 field="type",
             )
         return _build(kind, {k: v for k, v in spec.items() if k != "type"}, kind)
@@ -345,14 +348,14 @@ def get(spec: str | Mapping[str, Any] | Regularizer) -> Regularizer:
         extra = sorted(set(spec) - _KERAS_ENVELOPE_KEYS)
         if extra:
             raise SpecError(
-                f"unknown key {extra[0]!r} in a Keras regularizer; "
+                f"unknown key {shown(extra[0])} in a Keras regularizer; "
                 "expected class_name, config, module, registered_name",
                 field=extra[0],
             )
         name = spec["class_name"]
         if not isinstance(name, str) or name not in _KERAS_CLASSES:
             raise SpecError(
-                f"unknown Keras regularizer class {name!r}; expected one of "
+                f"unknown Keras regularizer class {shown(name)}; expected one of "
                 "L1, L2, L1L2, OrthogonalRegularizer (or their snake_case names)",
                 field="class_name",
             )
@@ -365,6 +368,44 @@ def get(spec: str | Mapping[str, Any] | Regularizer) -> Regularizer:
         "or 'class_name' (Keras serialized form)",
         field="regularizer",
     )
+
+
+@dataclass(frozen=True)
+class PenaltiesResult:
+    """``penalties[name]`` of each weight, their ``total`` and ``gradients[name]``."""
+
+    penalties: dict[str, np.floating[Any]]
+    total: np.floating[Any]
+    gradients: dict[str, FloatArray] | None
+
+
+def penalties(
+    weights: Mapping[str, tuple[Regularizer, np.ndarray]], *, return_gradients: bool = True
+) -> PenaltiesResult:
+    """The penalties of named weights (a model's ``kernel_regularizer``/``bias_regularizer``
+    terms), their total and each gradient.
+
+    Each penalty is in its tensor's dtype; the total is summed in the order given, in
+    the widest dtype present (as Keras adds up ``model.losses``).  A value that is not
+    finite in its dtype raises :class:`~service.core.errors.NonFiniteError`.
+
+    >>> r = penalties({"dense/kernel": (L1(0.5), np.ones((2, 2))), "dense/bias": (L2(0.5), np.ones(2))})
+    >>> {k: float(v) for k, v in r.penalties.items()}, float(r.total)
+    ({'dense/kernel': 2.0, 'dense/bias': 1.0}, 3.0)
+    """
+    values = {
+        name: finish({name: reg.penalty(x)}, x.dtype, prefix="penalties.")[name]
+        for name, (reg, x) in weights.items()
+    }
+    dtype = result_dtype(*(x for _, x in weights.values()))
+    summed = finish({"total": total(values, np.zeros((), dtype))}, dtype)["total"]
+    gradients = None
+    if return_gradients:
+        gradients = {
+            name: finish({name: reg.gradient(x)}, x.dtype, prefix="gradients.")[name]
+            for name, (reg, x) in weights.items()
+        }
+    return PenaltiesResult(penalties=values, total=summed, gradients=gradients)
 
 
 def describe() -> list[dict[str, Any]]:

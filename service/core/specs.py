@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from service.core.errors import SpecError
+from service.core.errors import SpecError, shown
 
 #: A parameter check: ``check(name, value)`` returns the normalised value or raises SpecError.
 Check = Callable[[str, Any], Any]
@@ -63,7 +63,7 @@ class FrozenParams(Mapping[str, Any]):
 
 def _real(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise SpecError(f"{name} must be a number, got {value!r}", field=name)
+        raise SpecError(f"{name} must be a number, got {shown(value)}", field=name)
     return float(value)
 
 
@@ -71,7 +71,7 @@ def number(name: str, value: Any) -> float:
     """Any finite real number."""
     v = _real(name, value)
     if not math.isfinite(v):
-        raise SpecError(f"{name} must be finite, got {value!r}", field=name)
+        raise SpecError(f"{name} must be finite, got {shown(value)}", field=name)
     return v
 
 
@@ -79,7 +79,7 @@ def non_negative(name: str, value: Any) -> float:
     """A finite number ≥ 0 (regularization factors, slopes, thresholds)."""
     v = _real(name, value)
     if not math.isfinite(v) or v < 0:
-        raise SpecError(f"{name} must be finite and >= 0, got {value!r}", field=name)
+        raise SpecError(f"{name} must be finite and >= 0, got {shown(value)}", field=name)
     return v
 
 
@@ -87,7 +87,7 @@ def positive(name: str, value: Any) -> float:
     """A finite number > 0."""
     v = _real(name, value)
     if not math.isfinite(v) or v <= 0:
-        raise SpecError(f"{name} must be finite and > 0, got {value!r}", field=name)
+        raise SpecError(f"{name} must be finite and > 0, got {shown(value)}", field=name)
     return v
 
 
@@ -99,13 +99,13 @@ def unit_interval(name: str, value: Any) -> float:
     """A number in [0, 1]."""
     v = _real(name, value)
     if not 0 <= v <= 1:
-        raise SpecError(f"{name} must be in [0, 1], got {value!r}", field=name)
+        raise SpecError(f"{name} must be in [0, 1], got {shown(value)}", field=name)
     return v
 
 
 def boolean(name: str, value: Any) -> bool:
     if not isinstance(value, bool | np.bool_):
-        raise SpecError(f"{name} must be true or false, got {value!r}", field=name)
+        raise SpecError(f"{name} must be true or false, got {shown(value)}", field=name)
     return bool(value)
 
 
@@ -136,7 +136,7 @@ class Params:
         if unknown:
             allowed = ", ".join(self.defaults) if self.defaults else "none"
             raise SpecError(
-                f"unknown parameter {unknown[0]!r} for {owner}; its parameters are: {allowed}",
+                f"unknown parameter {shown(unknown[0])} for {owner}; its parameters are: {allowed}",
                 field=str(unknown[0]),
             )
         return FrozenParams(
@@ -164,7 +164,7 @@ class Names:
             return self.aliases[name]
         aliases = ", ".join(f"{a} -> {c}" for a, c in self.aliases.items() if a != c)
         raise SpecError(
-            f"unknown {self.kind} {name!r}; expected one of {', '.join(self.names)} "
+            f"unknown {self.kind} {shown(name)}; expected one of {', '.join(self.names)} "
             f"(aliases: {aliases})",
             field=field,
         )

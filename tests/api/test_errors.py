@@ -301,8 +301,9 @@ def test_a_long_value_quoted_in_a_message_is_clipped(client: TestClient) -> None
     response = client.post("/v1/penalty", json=pen([1], {"type": "l1", "l1": [1.5] * 100_000}))
     error = response.json()["error"]
     assert (response.status_code, error["code"]) == (422, "invalid_spec")
-    assert error["details"][0]["msg"].startswith("l1 must be a number, got [1.5, 1.5")
-    assert len(error["message"]) == 1000 and error["message"].endswith("…")
+    # the core quotes a bounded repr; the edge clips anything longer than 1000 characters
+    assert error["details"][0]["msg"] == "l1 must be a number, got [1.5, 1.5, 1.5, 1.5, 1.5, 1.5, ...]"
+    assert error["message"] == "body.regularizer: l1 must be a number, got [1.5, 1.5, 1.5, 1.5, 1.5, 1.5, ...]"
 
 
 @pytest.mark.parametrize(
@@ -366,3 +367,12 @@ def test_specs_of_unexpected_json_types_are_422(client: TestClient, spec: Any) -
     """Found by the property-based run: a list or object where a name belongs is the client's error."""
     response = client.post("/v1/penalty", json=pen([1], spec))
     assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_spec")
+
+
+def test_an_activation_axis_out_of_range_is_located_in_its_layer(client: TestClient) -> None:
+    msg = "layers.1.activation: softmax axis 3 is out of range for a tensor of rank 2 (shape [1, 1])"
+    body = {"inputs": [[1, 2]], "targets": [[1]],
+            "layers": [{"kernel": [[1], [2]]}, {"kernel": [[1]], "activation": {"name": "softmax", "axis": 3}}]}
+    response = client.post("/v1/network", json=body)
+    assert (response.status_code, response.json()) == (400, envelope("shape_mismatch", msg, [
+        {"loc": ["body", "layers", 1, "activation", "axis"], "msg": msg, "type": "shape_mismatch"}]))

@@ -181,3 +181,10 @@ def test_orthogonal_kernel_term_gradient(mode: str) -> None:
     assert r.gradients is not None
     f = _term("kernel_regularizer", "kernel", x, kernel, None, kernel_regularizer=reg)  # type: ignore[arg-type]
     assert_gradient(f, r.gradients["kernel"]["kernel_regularizer"], kernel, rtol=1e-6, atol=1e-9)
+
+
+def test_an_activation_axis_out_of_range_is_located_at_the_activation() -> None:
+    with pytest.raises(ShapeError) as info:
+        dense(np.ones((2, 4)), np.ones((4, 3)), activation={"name": "softmax", "axis": 2})
+    assert info.value.field == "activation.axis"
+    assert str(info.value).startswith("activation: softmax axis 2 is out of range for a tensor of rank 2")

@@ -229,3 +229,32 @@ def test_blocked_sums_on_ten_million_elements_stay_accurate() -> None:
     assert float(sum_abs(x)) == pytest.approx(np.abs(x64).sum(), rel=2e-7)
     assert float(sum_squares(x)) == pytest.approx((x64 * x64).sum(), rel=2e-7)
     assert float(sum_abs(x[::3])) == pytest.approx(np.abs(x64[::3]).sum(), rel=2e-7)
+
+
+# --- many named weights ------------------------------------------------------------------
+
+
+def test_penalties_of_named_weights_and_their_total() -> None:
+    kernel = np.array([[1.0, -2.0], [0.5, 0.0]], np.float32)
+    bias = np.array([3.0, -1.0], np.float64)
+    r = R.penalties({"dense/kernel": (R.L1(0.1), kernel), "dense/bias": (R.L2(0.5), bias)})
+    assert list(r.penalties) == ["dense/kernel", "dense/bias"]
+    assert r.penalties["dense/kernel"] == np.float32(0.1) * np.float32(3.5)
+    assert r.penalties["dense/kernel"].dtype == np.float32
+    assert r.penalties["dense/bias"] == 0.5 * 10.0
+    assert r.total.dtype == np.float64  # the widest dtype given
+    assert r.total == np.float64(np.float32(0.1) * np.float32(3.5)) + 5.0
+    assert r.gradients is not None
+    np.testing.assert_array_equal(r.gradients["dense/bias"], [3.0, -1.0])
+    assert R.penalties({"w": (R.L1(), kernel)}, return_gradients=False).gradients is None
+
+
+def test_penalties_refuse_a_result_that_overflows_its_dtype() -> None:
+    from service.core.errors import NonFiniteError
+
+    with pytest.raises(NonFiniteError) as info:
+        R.penalties({"w": (R.L2(1.0), np.full(4, 1e20, np.float32))})
+    assert info.value.field == "penalties.w"
+    with pytest.raises(NonFiniteError) as info:  # each finite in float32, their sum is not
+        R.penalties({"a": (R.L2(1.0), np.full(2, 1e19, np.float32)), "b": (R.L2(1.0), np.full(2, 1e19, np.float32))})
+    assert info.value.field == "total"

@@ -103,7 +103,7 @@ import numpy as np
 from service.core import specs
 from service.core.activations import piecewise, smooth
 from service.core.activations.base import Derivative, Forward, P, Vjp
-from service.core.errors import ShapeError, SpecError
+from service.core.errors import ShapeError, SpecError, shown
 from service.core.numeric import FloatArray, as_work, result_dtype, to_dtype
 from service.core.specs import (
     Check,
@@ -138,7 +138,7 @@ def _axis(name: str, value: Any) -> int | tuple[int, ...] | None:
             if len(set(axes)) == len(axes):
                 return axes
     raise SpecError(
-        f"{name} must be an integer, null or a list of distinct integers, got {value!r}",
+        f"{name} must be an integer, null or a list of distinct integers, got {shown(value)}",
         field=name,
     )
 
