@@ -32,6 +32,7 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     JsonValue,
+    RootModel,
     StrictBool,
     WithJsonSchema,
     model_validator,
@@ -114,7 +115,13 @@ RegularizerIdentifier = _names_enum(
 ActivationName = _names_enum(
     "ActivationName", list(activations.ALIASES), "A Keras activation name (or alias)."
 )
-LossName = _names_enum("LossName", list(losses.ALIASES), "A Keras loss name (or alias).")
+LossName = _names_enum(
+    "LossName",
+    # Keras's upper-case aliases (MSE, MAE, BCE) are accepted too, but left out of the
+    # enum: names that differ only in case make clients generate clashing constants.
+    [n for n in losses.ALIASES if n == n.lower() or n.lower() not in losses.ALIASES],
+    "A Keras loss name (or alias; the upper-case MSE, MAE and BCE are accepted as well).",
+)
 
 # --------------------------------------------------------------------------- tensors (input)
 
@@ -477,6 +484,18 @@ class TensorOutB64(_Response):
 TensorResult = TensorOut | TensorOutB64
 
 
+class TermGradients(RootModel[dict[str, TensorResult]]):
+    """The gradient of each loss term that reaches one tensor, and their ``total``."""
+
+
+class ParameterGradients(RootModel[dict[str, TermGradients]]):
+    """``gradients[parameter][term]``: for each parameter, the gradient of each term that reaches it."""
+
+
+class WeightGradients(RootModel[dict[str, TensorResult]]):
+    """The gradient of each named weight's penalty with respect to that weight."""
+
+
 def tensor_out(array: np.ndarray, encoding: Encoding, what: str) -> TensorResult:
     fields = wire.encode(array, encoding, what=what)
     return TensorOutB64(**fields) if "b64" in fields else TensorOut(**fields)
@@ -514,7 +533,7 @@ class PenaltyResponse(_Response):
 class PenaltiesResponse(_Response):
     penalties: dict[str, Number]
     total: Number = Field(description="The sum of the penalties, in the widest datatype given.")
-    gradients: dict[str, TensorResult] | None
+    gradients: WeightGradients | None
 
 
 class DenseResponse(_Response):
@@ -523,10 +542,10 @@ class DenseResponse(_Response):
         description="One entry per regularizer given (kernel_regularizer, bias_regularizer, "
         "activity_regularizer) and total."
     )
-    gradients: dict[str, dict[str, TensorResult]] | None = Field(
+    gradients: ParameterGradients | None = Field(
         description="gradients[parameter][term] for parameters kernel and bias (when given)."
     )
-    input_gradients: dict[str, TensorResult] | None = Field(
+    input_gradients: TermGradients | None = Field(
         description="Gradient of each term that reaches the inputs (the activity term) and total."
     )
 
@@ -550,7 +569,7 @@ class NetworkResponse(_Response):
     losses: dict[str, Number] = Field(
         description="data_loss, '<layer>/<term>' for every regularizer given, and total."
     )
-    gradients: dict[str, dict[str, TensorResult]] | None = Field(
+    gradients: ParameterGradients | None = Field(
         description="gradients['<layer>/kernel' | '<layer>/bias'][term]; total is what fit applies."
     )
 

@@ -78,10 +78,17 @@ def test_component_names_read_well_in_a_generated_client(spec: dict[str, Any]) -
         "DenseLayer", "DenseRequest", "DenseResponse", "Encoding", "ErrorBody", "ErrorDetail", "ErrorResponse",
         "FunctionInfo", "KerasRegularizer", "L1L2Regularizer", "L1Regularizer", "L2Regularizer", "LossList",
         "LossName", "LossObject", "NetworkRequest", "NetworkResponse", "OrthogonalRegularizer",
-        "PenaltiesRequest", "PenaltiesResponse", "PenaltyRequest", "PenaltyResponse", "RegularizerIdentifier",
-        "RegularizerInfo", "RegularizerList", "Status", "TensorOut", "TensorOutB64", "TensorWithB64",
-        "TensorWithData", "WeightPenalty",
+        "ParameterGradients", "PenaltiesRequest", "PenaltiesResponse", "PenaltyRequest", "PenaltyResponse",
+        "RegularizerIdentifier", "RegularizerInfo", "RegularizerList", "Status", "TensorOut", "TensorOutB64",
+        "TensorWithB64", "TensorWithData", "TermGradients", "WeightGradients", "WeightPenalty",
     ]
+
+
+def test_no_enum_has_values_that_differ_only_in_case(spec: dict[str, Any]) -> None:
+    # generated clients turn enum values into upper-case constants: "mse" and "MSE" would clash
+    for name, schema in spec["components"]["schemas"].items():
+        values = [str(v).upper() for v in schema.get("enum", [])]
+        assert len(values) == len(set(values)), name
 
 
 def test_tensor_fields_document_all_three_wire_forms(spec: dict[str, Any]) -> None:
