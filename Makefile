@@ -36,7 +36,9 @@ openapi: install
 	$(PY) scripts/export_openapi.py
 
 bench: install
-	$(PY) bench/kernels.py
+	$(PY) -m bench.kernels
+	$(PY) -m bench.wire
+	$(PY) -m bench.dense_vs_keras
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

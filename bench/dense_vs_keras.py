@@ -13,7 +13,7 @@ Three measurements, each the median of repeated runs:
   interpreter that has Keras (``--keras-python``, default /work/kerasenv/bin/python;
   Keras is not a dependency of the service), skipped if it is missing.
 
-    python bench/dense_vs_keras.py [--batch 256] [--features 512] [--units 256] [--repeats 30]
+    python -m bench.dense_vs_keras [--batch 256] [--features 512] [--units 256] [--repeats 30]
 """
 
 from __future__ import annotations
@@ -21,19 +21,14 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
-import socket
-import statistics
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
+from bench.common import live_service, medians_ms
 from service.core.dense import dense
 
 REGS = {
@@ -77,52 +72,19 @@ print(json.dumps({"values": med(values), "gradients": med(grads), "keras": keras
 """
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def b64(a: np.ndarray) -> dict[str, Any]:
     return {"shape": list(a.shape), "datatype": "FP32", "b64": base64.b64encode(a.tobytes()).decode()}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def http_timings(x: np.ndarray, k: np.ndarray, b: np.ndarray, repeats: int) -> dict[str, float]:
-    port = free_port()
-    env = {**os.environ, "PENALTY_HOST": "127.0.0.1", "PENALTY_PORT": str(port), "PENALTY_LOG_LEVEL": "warning"}
-    server = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=Path(__file__).parents[1])
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            for _ in range(200):
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.05)
-            body = {"inputs": b64(x), "kernel": b64(k), "bias": b64(b), "activation": "relu", **REGS,
-                    "encoding": "b64"}
+    body = {"inputs": b64(x), "kernel": b64(k), "bias": b64(b), "activation": "relu", **REGS,
+            "encoding": "b64"}
+    with live_service() as base, httpx.Client(base_url=base, timeout=60) as client:
 
-            def call(gradients: bool) -> None:
-                r = client.post("/v1/dense", json={**body, "return_gradients": gradients})
-                r.raise_for_status()
+        def call(gradients: bool) -> None:
+            client.post("/v1/dense", json={**body, "return_gradients": gradients}).raise_for_status()
 
-            return {
-                "values": median_seconds(lambda: call(False), repeats),
-                "gradients": median_seconds(lambda: call(True), repeats),
-            }
-    finally:
-        server.terminate()
-        server.wait(10)
+        return medians_ms({"values": lambda: call(False), "gradients": lambda: call(True)}, repeats)
 
 
 def main() -> None:
@@ -140,10 +102,13 @@ def main() -> None:
     b = rng.normal(size=args.units).astype(np.float32) * 0.05
 
     rows: dict[str, dict[str, float]] = {
-        "core (in-process)": {
-            "values": median_seconds(lambda: dense(x, k, b, "relu", **REGS, return_gradients=False), args.repeats),
-            "gradients": median_seconds(lambda: dense(x, k, b, "relu", **REGS), args.repeats),
-        },
+        "core (in-process)": medians_ms(
+            {
+                "values": lambda: dense(x, k, b, "relu", **REGS, return_gradients=False),
+                "gradients": lambda: dense(x, k, b, "relu", **REGS),
+            },
+            args.repeats,
+        ),
         "service (HTTP, b64)": http_timings(x, k, b, args.repeats),
     }
     keras_version = None
@@ -153,7 +118,7 @@ def main() -> None:
                              capture_output=True, text=True, check=True)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         keras_version = result.pop("keras")
-        rows[f"Keras {keras_version} eager"] = result
+        rows[f"Keras {keras_version} eager"] = {k: seconds * 1e3 for k, seconds in result.items()}
 
     print(f"Dense({args.units}, relu) on ({args.batch}, {args.features}) float32 with kernel L1, "
           f"bias L2 and activity L1; median of {args.repeats} runs")
@@ -161,7 +126,7 @@ def main() -> None:
     print("| implementation | values ms | values + gradients ms |")
     print("|---|---:|---:|")
     for name, t in rows.items():
-        print(f"| {name} | {t['values'] * 1e3:.2f} | {t['gradients'] * 1e3:.2f} |")
+        print(f"| {name} | {t['values']:.2f} | {t['gradients']:.2f} |")
     if keras_version:
         keras = rows[f"Keras {keras_version} eager"]
         for name in ("core (in-process)", "service (HTTP, b64)"):

@@ -5,7 +5,7 @@ median of repeated runs and its ratio to ``x @ x`` (one BLAS pass over the data,
 the floor for any full reduction) measured in the same run.  The naive NumPy
 expressions are timed beside ours for comparison.
 
-    python bench/kernels.py [--elements 10000000] [--repeats 15]
+    python -m bench.kernels [--elements 10000000] [--repeats 15]
 
 Prints a Markdown table (the README's "Benchmarks" section is this output).
 """
@@ -14,24 +14,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from bench.common import medians_ms
 from service.core.regularizers import L1, L2, Orthogonal
-
-
-def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm up (page faults, BLAS threads)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -58,15 +47,15 @@ def main() -> None:
         (f"orthogonal penalty ({rows}x{w.shape[1]})", lambda: orth.penalty(w)),
         (f"orthogonal gradient ({rows}x{w.shape[1]})", lambda: orth.gradient(w)),
     ]
-    results = [(name, median_seconds(fn, args.repeats)) for name, fn in cases]
+    results = list(medians_ms(dict(cases), args.repeats).items())
     floor = results[0][1]
     print(f"{n:,} float32 elements, median of {args.repeats} runs; numpy {np.__version__}, "
           f"Python {platform.python_version()}, {platform.machine()}")
     print()
     print("| kernel | median ms | × floor |")
     print("|---|---:|---:|")
-    for name, seconds in results:
-        print(f"| {name} | {seconds * 1e3:.2f} | {seconds / floor:.2f} |")
+    for name, ms in results:
+        print(f"| {name} | {ms:.2f} | {ms / floor:.2f} |")
 
 
 if __name__ == "__main__":

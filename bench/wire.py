@@ -1,6 +1,6 @@
 """How long a 1M-element tensor takes through the running service, per wire form.
 
-    .venv/bin/python bench/wire.py [--elements 1000000] [--repeat 7]
+    .venv/bin/python -m bench.wire [--elements 1000000] [--repeat 7]
 
 1. Starts ``python -m service`` (uvicorn) on 127.0.0.1 and a free port, POSTs the same
    FP32 tensor to ``/v1/penalty`` as nested JSON arrays, flat ``data`` and ``b64``
@@ -20,15 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
-import socket
-import statistics
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -36,51 +28,9 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from bench.common import live_service, medians_ms
 from service.api.routing import parse_json
 from service.schemas import PenaltyRequest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def medians_ms(runs: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Median wall time of each run; the runs take turns, so load on the machine hits all alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeat):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def running_service() -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PENALTY_LOG_LEVEL": "warning"}
-    argv = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def bodies(x: np.ndarray) -> dict[str, bytes]:
@@ -125,7 +75,7 @@ def main() -> None:
     print(f"1. Through the running service: POST /v1/penalty, {x.size} FP32 elements, "
           f"median of {args.repeat}")
     print(f"   {'form':<30}{'body MB':>9}{'round trip ms':>15}{'vs b64':>8}")
-    with running_service() as base, httpx.Client(base_url=base, timeout=60) as client:
+    with live_service() as base, httpx.Client(base_url=base, timeout=60) as client:
         headers = {"Content-Type": "application/json"}
         sent = {**payloads, **with_gradient(payloads)}
         for body in sent.values():
