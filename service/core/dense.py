@@ -34,6 +34,7 @@ Example, the seed of SPEC §7 (``Dense(3)`` with all three regularizers on ``one
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -199,8 +200,9 @@ def backward(
     layer: Layer, p: Pass, g_z: FloatArray, *, need_inputs: bool = True
 ) -> tuple[FloatArray, FloatArray | None, FloatArray | None]:
     """``(∂/∂kernel, ∂/∂bias, ∂/∂x)`` given ``g_z = ∂L/∂z``."""
-    g2 = g_z.reshape(-1, layer.units)
-    d_kernel = p.x.reshape(-1, layer.kernel.shape[0]).T @ g2
+    rows = math.prod(p.x.shape[:-1])  # explicit: -1 is ambiguous when a dimension is 0
+    g2 = g_z.reshape(rows, layer.units)
+    d_kernel = p.x.reshape(rows, layer.kernel.shape[0]).T @ g2
     d_bias = g2.sum(axis=0) if layer.bias is not None else None
     d_x = g_z @ layer.kernel.T if need_inputs else None
     return d_kernel, d_bias, d_x

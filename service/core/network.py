@@ -123,6 +123,16 @@ def logits_loss(loss: Loss, head: Activation, ndim: int) -> Loss | None:
     return None
 
 
+def _targets_fit(targets: tuple[int, ...], outputs: tuple[int, ...]) -> bool:
+    """Equal shapes, or Keras's allowance of a trailing axis of size 1 on either side
+    (labels of shape ``(N,)`` for a one-unit output of shape ``(N, 1)``)."""
+    return (
+        targets == outputs
+        or (outputs[-1:] == (1,) and targets == outputs[:-1])
+        or (targets[-1:] == (1,) and targets[:-1] == outputs)
+    )
+
+
 def _get_loss(spec: str | Mapping[str, Any] | Loss) -> Loss:
     try:
         return loss_registry.get(spec)
@@ -184,10 +194,10 @@ def network(
         check_inputs(x, layer, field="inputs" if i == 0 else f"the outputs of layer {names[i - 1]!r}")
         passes.append(forward(layer, x))
         x = passes[-1].y
-    if targets.shape != x.shape:
+    if not _targets_fit(targets.shape, x.shape):
         raise ShapeError(
             f"targets have shape {list(targets.shape)} but the network outputs shape "
-            f"{list(x.shape)}; they must be equal",
+            f"{list(x.shape)}; they must be equal (or differ by a trailing axis of size 1)",
             field="targets",
         )
     t = np.asarray(targets, dtype=wd)

@@ -228,7 +228,8 @@ CASES: list[tuple[str, str, Any, int, dict[str, Any]]] = [
                      "(it overflowed the dtype); use smaller values or a wider datatype such as FP64")),
     ("targets_shape_mismatch", "/v1/network", {**ONE_LAYER, "targets": [[1, 2]]}, 400,
      core_error("shape_mismatch", ["body", "targets"],
-                "targets have shape [1, 2] but the network outputs shape [1, 1]; they must be equal")),
+                "targets have shape [1, 2] but the network outputs shape [1, 1]; they must be equal "
+                "(or differ by a trailing axis of size 1)")),
 ]
 
 # (id, raw body, whole expected body) — sent with Content-Type: application/json

@@ -188,3 +188,19 @@ def test_an_activation_axis_out_of_range_is_located_at_the_activation() -> None:
         dense(np.ones((2, 4)), np.ones((4, 3)), activation={"name": "softmax", "axis": 2})
     assert info.value.field == "activation.axis"
     assert str(info.value).startswith("activation: softmax axis 2 is out of range for a tensor of rank 2")
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "k_shape"),
+    [((2, 0), (0, 3)), ((2, 4), (4, 0)), ((0, 4), (4, 3)), ((2, 0, 4), (4, 3)), ((0, 0), (0, 0))],
+)
+def test_zero_sized_dimensions_give_empty_results_not_errors(
+    x_shape: tuple[int, ...], k_shape: tuple[int, int]
+) -> None:
+    x, kernel, bias = np.ones(x_shape), np.ones(k_shape), np.ones(k_shape[1])
+    r = dense(x, kernel, bias, "softmax", "l1", "l2", "l2")
+    assert r.outputs.shape == (*x_shape[:-1], k_shape[1])
+    assert r.gradients is not None
+    assert r.gradients["kernel"]["total"].shape == k_shape
+    assert r.gradients["inputs"]["total"].shape == x_shape
+    assert all(np.isfinite(v) for v in r.losses.values())

@@ -171,3 +171,31 @@ def test_every_gradient_by_central_differences(case: str, acts: list[Any], loss:
 
             value = getattr(layers[i], weight)
             assert_gradient(f, grad, value, rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("batch", [(0,), (2, 0)])
+def test_an_empty_batch_gives_zero_losses_and_zero_gradients(batch: tuple[int, ...]) -> None:
+    layers = stack([3, 4, 2], ["relu", None], activity_regularizer=["l1", "l2"])
+    r = network(np.ones((*batch, 3)), np.ones((*batch, 2)), layers, loss="huber")
+    assert r.losses["data_loss"] == 0 and r.losses["dense/activity_regularizer"] == 0
+    assert r.gradients is not None
+    np.testing.assert_array_equal(r.gradients["dense/kernel"]["data_loss"], np.zeros((3, 4)))
+
+
+def test_a_layer_with_zero_units_passes_empty_outputs_on() -> None:
+    layers = [LayerSpec(kernel=np.ones((3, 0)), bias=np.ones(0)), LayerSpec(kernel=np.ones((0, 2)), bias=np.ones(2))]
+    r = network(np.ones((4, 3)), np.ones((4, 2)), layers, loss="mse")
+    np.testing.assert_array_equal(r.outputs, np.ones((4, 2)))  # only the bias is left
+    assert r.gradients is not None and r.gradients["dense/kernel"]["data_loss"].shape == (3, 0)
+
+
+@pytest.mark.parametrize("loss", ["mse", "binary_crossentropy"])
+def test_labels_without_the_trailing_unit_axis_are_accepted_as_keras_does(loss: str) -> None:
+    layers = stack([3, 4, 1], ["tanh", "sigmoid"], kernel_regularizer=["l2", None])
+    x, t = RNG.normal(size=(5, 3)), RNG.integers(0, 2, size=5).astype(np.float64)
+    flat, column = network(x, t, layers, loss=loss), network(x, t[:, None], layers, loss=loss)
+    assert flat.losses == column.losses
+    assert flat.gradients is not None and column.gradients is not None
+    for param, terms in column.gradients.items():
+        for term, g in terms.items():
+            np.testing.assert_array_equal(flat.gradients[param][term], g)
