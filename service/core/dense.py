@@ -208,19 +208,32 @@ def backward(
     return d_kernel, d_bias, d_x
 
 
-def activity_scale(y: np.ndarray, normalization: str) -> float:
-    """``1/batch`` (0 for an empty batch, as Keras's divide_no_nan) or 1."""
+def activity_divisor(y: np.ndarray, normalization: str) -> int:
+    """What the activity penalty is divided by: ``y.shape[0]`` with ``"batch"`` (1 for a
+    rank-0 output), 1 with ``"none"``."""
     if normalization == "none" or y.ndim == 0:
-        return 1.0
-    return 1.0 / y.shape[0] if y.shape[0] else 0.0
+        return 1
+    return int(y.shape[0])
 
 
-def layer_penalties(layer: Layer, p: Pass, scale: float) -> dict[str, np.floating[Any]]:
+def per_batch(value: Any, divisor: int) -> Any:
+    """``value / divisor`` as Keras's ``divide_no_nan``: 0 for an empty batch.
+
+    A division, not a multiplication by ``1/divisor``, so the rounding is Keras's.
+    """
+    if divisor == 1:
+        return value
+    if divisor == 0:
+        return np.zeros_like(value)
+    return value / np.asarray(value).dtype.type(divisor)
+
+
+def layer_penalties(layer: Layer, p: Pass, divisor: int) -> dict[str, np.floating[Any]]:
     """The given terms of one layer, in Keras order, in the working dtype."""
     values: dict[str, np.floating[Any]] = {}
     for term, reg in layer.regularizers.items():
         if term == "activity_regularizer":
-            values[term] = reg.penalty(p.y) * p.y.dtype.type(scale)
+            values[term] = per_batch(reg.penalty(p.y), divisor)
         elif term == "kernel_regularizer":
             values[term] = reg.penalty(layer.kernel)
         else:
@@ -229,10 +242,10 @@ def layer_penalties(layer: Layer, p: Pass, scale: float) -> dict[str, np.floatin
     return values
 
 
-def activity_gradient(layer: Layer, p: Pass, scale: float) -> FloatArray:
-    """``∂(R_a(y)·scale)/∂z``."""
+def activity_gradient(layer: Layer, p: Pass, divisor: int) -> FloatArray:
+    """``∂(R_a(y)/divisor)/∂z``."""
     reg = layer.regularizers["activity_regularizer"]
-    g_y = reg.gradient(p.y) * p.y.dtype.type(scale)
+    g_y = per_batch(reg.gradient(p.y), divisor)
     return layer.activation.vjp(p.z, p.y, g_y)
 
 
@@ -259,8 +272,8 @@ def dense(
     )
     check_inputs(inputs, layer)
     p = forward(layer, np.asarray(inputs, dtype=work_dtype(dtype)))
-    scale = activity_scale(p.y, activity_normalization)
-    terms = layer_penalties(layer, p, scale)
+    divisor = activity_divisor(p.y, activity_normalization)
+    terms = layer_penalties(layer, p, divisor)
     losses = finish({**terms, "total": total(terms, p.y.dtype.type(0))}, dtype, prefix="losses.")
     outputs = finish({"outputs": p.y}, dtype)["outputs"]
     if not return_gradients:
@@ -279,7 +292,7 @@ def dense(
             layer.bias
         )
     if "activity_regularizer" in layer.regularizers:
-        d_kernel, d_bias, d_x = backward(layer, p, activity_gradient(layer, p, scale))
+        d_kernel, d_bias, d_x = backward(layer, p, activity_gradient(layer, p, divisor))
         grads["kernel"]["activity_regularizer"] = d_kernel
         if d_bias is not None:
             grads["bias"]["activity_regularizer"] = d_bias

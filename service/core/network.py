@@ -48,8 +48,8 @@ from service.core.dense import (
     Layer,
     Pass,
     RegularizerSpec,
+    activity_divisor,
     activity_gradient,
-    activity_scale,
     backward,
     build_layer,
     check_inputs,
@@ -207,9 +207,9 @@ def network(
     terms: dict[str, Any] = {
         "data_loss": from_logits.value(t, head.z) if from_logits else data_loss_fn.value(t, head.y)
     }
-    scales = [activity_scale(p.y, activity_normalization) for p in passes]
-    for name, layer, p, scale in zip(names, built, passes, scales, strict=True):
-        for term, value in layer_penalties(layer, p, scale).items():
+    divisors = [activity_divisor(p.y, activity_normalization) for p in passes]
+    for name, layer, p, divisor in zip(names, built, passes, divisors, strict=True):
+        for term, value in layer_penalties(layer, p, divisor).items():
             terms[f"{name}/{term}"] = value
     losses = finish({**terms, "total": total(terms, head.y.dtype.type(0))}, dtype, prefix="losses.")
     outputs = finish({"outputs": head.y}, dtype)["outputs"]
@@ -238,7 +238,7 @@ def network(
                 assert layer.bias is not None
                 grads[f"{name}/bias"][label] = reg.gradient(layer.bias)
             else:
-                g_z = activity_gradient(layer, passes[k], scales[k])
+                g_z = activity_gradient(layer, passes[k], divisors[k])
                 _backprop(built, passes, names, k, g_z, label, grads)
     gradients = {
         param: finish({**of, "total": total(of, like[param])}, dtype, prefix=f"gradients.{param}.")
