@@ -305,7 +305,8 @@ def encode(array: np.ndarray, encoding: str = "json", *, what: str = "tensor") -
     head: dict[str, Any] = {"shape": list(array.shape), "datatype": datatype_name(dtype)}
     flat = np.ascontiguousarray(array).reshape(-1)
     if encoding == "b64":
-        return {**head, "b64": base64.b64encode(flat.astype(dtype.newbyteorder("<")).tobytes()).decode()}
+        little = flat.astype(dtype.newbyteorder("<"), copy=False)  # no copy on little-endian hosts
+        return {**head, "b64": base64.b64encode(memoryview(little)).decode("ascii")}
     if dtype == np.float16:
         flat = _half_as_shortest_double()[flat.view(np.uint16)]
     return {**head, "data": flat}
