@@ -198,3 +198,35 @@ def test_network(case: dict[str, Any]) -> None:
     )
     for param, terms in exp["gradients"].items():
         assert_terms(result.gradients[param], terms, dtype, tol, f"gradients[{param!r}]")
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+def _optimizer_case(case_id: str) -> dict[str, Any]:
+    (case,) = [c for c in cases("optimizers") if c["id"] == case_id]
+    return case
+
+
+def test_spec_weight_decay_step() -> None:
+    """SPEC §7: SGD(0.1, weight_decay=0.01) on w=[1,-2,3], g=[.5,.5,-1]."""
+    w = arrays(_optimizer_case("spec7_sgd_weight_decay")["expected"])["w"]
+    np.testing.assert_allclose(w, [0.949, -2.048, 3.097], rtol=1e-6)
+
+
+def test_keras_l2_training_replayed_with_the_service_gradient() -> None:
+    """Three plain SGD steps on ``0.5·Σ(w − t)² + L2(λ)`` as Keras took them, replayed with
+    the service's L2 gradient; and (README) ``weight_decay = 2λ`` takes the same steps."""
+    case = _optimizer_case("l2_vs_weight_decay_momentum_0.0")
+    req, exp = case["request"], arrays(case["expected"])
+    w, t = np.array(req["w"], np.float32), np.array(req["target"], np.float32)
+    lr, l2 = np.float32(req["learning_rate"]), regularizers.L2(req["l2"])
+    for _ in range(req["steps"]):
+        w = w - lr * ((w - t) + l2.gradient(w))
+    np.testing.assert_allclose(w, exp["l2_penalty"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(exp["weight_decay"], exp["l2_penalty"], rtol=1e-6, atol=1e-7)
+
+
+def test_with_momentum_l2_and_weight_decay_part_ways() -> None:
+    exp = arrays(_optimizer_case("l2_vs_weight_decay_momentum_0.9")["expected"])
+    assert np.max(np.abs(exp["l2_penalty"] - exp["weight_decay"])) > 1e-3

@@ -845,6 +845,59 @@ def network_cases():
 # ----------------------------------------------------------------------------- Keras facts
 
 
+# ----------------------------------------------------------------------------- optimizers
+
+
+def sgd_steps(w0, grad_fn, steps, **sgd):
+    """``w`` after ``steps`` of ``keras.optimizers.SGD(**sgd)`` on the gradient ``grad_fn(w)``."""
+    w = keras.Variable(np.asarray(w0, np.float32))
+    opt = keras.optimizers.SGD(**sgd)
+    for _ in range(steps):
+        opt.apply_gradients([(grad_fn(w), w)])
+    return wire(w.numpy())
+
+
+def optimizer_cases():
+    """SPEC §6/§7: Keras's ``weight_decay`` and how it relates to an L2 penalty.
+
+    ``data`` is the gradient of a data loss ``0.5·Σ(w − t)²``; the L2 runs add the
+    penalty's gradient ``2λw`` (Keras's ``L2(λ)``, computed by Keras) to it, the
+    weight-decay runs use ``weight_decay = 2λ`` and the data gradient alone.
+    """
+    cases = [{
+        "id": "spec7_sgd_weight_decay",
+        "request": {"w": [1.0, -2.0, 3.0], "g": [0.5, 0.5, -1.0], "learning_rate": 0.1, "weight_decay": 0.01},
+        "expected": {"w": sgd_steps([1.0, -2.0, 3.0], lambda w: tf.constant([0.5, 0.5, -1.0]), 1,
+                                    learning_rate=0.1, weight_decay=0.01)},
+    }]
+    rng = rng_for("optimizers")
+    w0 = rng.normal(size=6).astype(np.float32)
+    target = tf.constant(rng.normal(size=6).astype(np.float32))
+    lam = 0.05
+    l2 = keras.regularizers.L2(lam)
+
+    def data(w):
+        return w - target
+
+    def with_l2(w):
+        with tf.GradientTape() as tape:
+            penalty = l2(w)
+        return data(w) + tape.gradient(penalty, w)
+
+    for momentum, steps in ((0.0, 3), (0.9, 3)):
+        cases.append({
+            "id": f"l2_vs_weight_decay_momentum_{momentum}",
+            "request": {"w": w0.tolist(), "target": target.numpy().tolist(), "l2": lam,
+                        "learning_rate": 0.1, "momentum": momentum, "steps": steps},
+            "expected": {
+                "l2_penalty": sgd_steps(w0, with_l2, steps, learning_rate=0.1, momentum=momentum),
+                "weight_decay": sgd_steps(w0, data, steps, learning_rate=0.1, momentum=momentum,
+                                          weight_decay=2 * lam),
+            },
+        })
+    return cases
+
+
 def check_keras_facts():
     """Assert the Keras behaviours the vectors (and the service) depend on."""
     x = tf.constant(np.ones((2, 2, 4), np.float32) * 3)
@@ -892,6 +945,7 @@ def main():
     write("losses", loss_cases())
     write("dense", dense_cases())
     write("network", network_cases())
+    write("optimizers", optimizer_cases())
     print(f"network: {len(FIT_CHECKS)} cases checked against one train_on_batch step")
 
 
