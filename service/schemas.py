@@ -109,17 +109,26 @@ def _names_enum(name: str, names: Iterable[str], doc: str) -> type[enum.StrEnum]
     return members
 
 
+def _case_distinct(names: Iterable[str]) -> list[str]:
+    """``names`` without those that differ from a lower-case one only in case: generated
+    clients turn enum values into upper-case constants, where "mse" and "MSE" would clash.
+    The names left out are still accepted (the core validates every spec)."""
+    names = list(names)
+    return [n for n in names if n == n.lower() or n.lower() not in names]
+
+
 RegularizerIdentifier = _names_enum(
-    "RegularizerIdentifier", list(regularizers.IDENTIFIERS), "A Keras regularizer identifier."
+    "RegularizerIdentifier",
+    _case_distinct(regularizers.IDENTIFIERS),
+    "A Keras regularizer identifier (Keras 3's class names L1, L2, L1L2 and "
+    "OrthogonalRegularizer are accepted as well).",
 )
 ActivationName = _names_enum(
     "ActivationName", list(activations.ALIASES), "A Keras activation name (or alias)."
 )
 LossName = _names_enum(
     "LossName",
-    # Keras's upper-case aliases (MSE, MAE, BCE) are accepted too, but left out of the
-    # enum: names that differ only in case make clients generate clashing constants.
-    [n for n in losses.ALIASES if n == n.lower() or n.lower() not in losses.ALIASES],
+    _case_distinct(losses.ALIASES),
     "A Keras loss name (or alias; the upper-case MSE, MAE and BCE are accepted as well).",
 )
 

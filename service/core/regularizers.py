@@ -284,13 +284,18 @@ class Orthogonal(Regularizer):
 #: One registry: wire tag -> class.
 REGISTRY: dict[str, type[Regularizer]] = {cls.kind: cls for cls in (L1, L2, L1L2, Orthogonal)}
 
-#: Keras identifier strings and what they build (Keras 3 defaults; ``l1_l2`` is tf.keras 2.x's).
+#: Keras identifier strings and what they build (Keras 3 defaults; ``l1_l2`` is tf.keras
+#: 2.x's).  Keras 3 also takes its class names as identifiers (``"L2"`` is ``L2(0.01)``).
 IDENTIFIERS: dict[str, Regularizer] = {
     "l1": L1(),
     "l2": L2(),
     "l1l2": L1L2(),
     "l1_l2": L1L2(l1=0.01, l2=0.01),
     "orthogonal_regularizer": Orthogonal(),
+    "L1": L1(),
+    "L2": L2(),
+    "L1L2": L1L2(),
+    "OrthogonalRegularizer": Orthogonal(),
 }
 
 # Keras class names (and their snake-case forms) -> wire tag.

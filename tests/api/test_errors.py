@@ -138,7 +138,8 @@ CASES: list[tuple[str, str, Any, int, dict[str, Any]]] = [
      tensor_error("shape has 33 dimensions; at most 32 are allowed")),
     # -- regularizer, activation and loss specs: 422 invalid_spec (the core's messages)
     ("unknown_identifier", "/v1/penalty", pen([1], "l3"), 422,
-     spec_error("regularizer", "unknown regularizer 'l3'; expected one of l1, l2, l1l2, l1_l2, orthogonal_regularizer")),
+     spec_error("regularizer", "unknown regularizer 'l3'; expected one of l1, l2, l1l2, l1_l2, orthogonal_regularizer, "
+                     "L1, L2, L1L2, OrthogonalRegularizer")),
     ("unknown_type", "/v1/penalty", pen([1], {"type": "l3"}), 422,
      spec_error("regularizer", "unknown regularizer type 'l3'; expected one of l1, l2, l1l2, orthogonal")),
     ("negative_factor", "/v1/penalty", pen([1], {"type": "l1", "l1": -0.1}), 422,
@@ -206,11 +207,12 @@ CASES: list[tuple[str, str, Any, int, dict[str, Any]]] = [
      envelope("invalid_tensor",
               "body.tensor: ragged array: [1] has 2 elements but [0] has 1; every row must have the same length; "
               "body.regularizer: unknown regularizer 'l3'; expected one of l1, l2, l1l2, l1_l2, "
-              "orthogonal_regularizer",
+              "orthogonal_regularizer, L1, L2, L1L2, OrthogonalRegularizer",
               [{"loc": ["body", "tensor"], "type": "invalid_tensor",
                 "msg": "ragged array: [1] has 2 elements but [0] has 1; every row must have the same length"},
                {"loc": ["body", "regularizer"], "type": "invalid_spec",
-                "msg": "unknown regularizer 'l3'; expected one of l1, l2, l1l2, l1_l2, orthogonal_regularizer"}])),
+                "msg": "unknown regularizer 'l3'; expected one of l1, l2, l1l2, l1_l2, orthogonal_regularizer, "
+                       "L1, L2, L1L2, OrthogonalRegularizer"}])),
     # -- well-formed but cannot be computed: 400
     ("dense_shape_mismatch", "/v1/dense", {"inputs": [[1, 2, 3]], "kernel": [[1], [1]]}, 400,
      core_error("shape_mismatch", ["body", "kernel"], "kernel has 2 rows but inputs have 3 features (last axis)")),

@@ -229,7 +229,7 @@ def test_discovery_lists_what_the_core_supports(client: TestClient, path: str, k
 
 def test_regularizers_are_listed_with_keras_defaults(client: TestClient) -> None:
     assert client.get("/v1/regularizers").json()["regularizers"][0] == {
-        "type": "l1", "keras_class": "L1", "identifiers": ["l1"], "parameters": {"l1": 0.01},
+        "type": "l1", "keras_class": "L1", "identifiers": ["l1", "L1"], "parameters": {"l1": 0.01},
         "formula": "l1 * sum(|x|); gradient l1 * sign(x)",
     }
 

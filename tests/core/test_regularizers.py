@@ -141,6 +141,8 @@ def test_orthogonal_gradient_with_a_tiny_row_is_the_clamped_derivative() -> None
         ("l1l2", {"type": "l1l2", "l1": 0.0, "l2": 0.0}),
         ("l1_l2", {"type": "l1l2", "l1": 0.01, "l2": 0.01}),
         ("orthogonal_regularizer", {"type": "orthogonal", "factor": 0.01, "mode": "rows"}),
+        ("L2", {"type": "l2", "l2": 0.01}),
+        ("OrthogonalRegularizer", {"type": "orthogonal", "factor": 0.01, "mode": "rows"}),
         ({"type": "l1"}, {"type": "l1", "l1": 0.01}),
         ({"type": "l1l2", "l2": 0.5}, {"type": "l1l2", "l1": 0.0, "l2": 0.5}),
         ({"type": "orthogonal", "mode": "columns"}, {"type": "orthogonal", "factor": 0.01, "mode": "columns"}),
@@ -167,7 +169,8 @@ def test_spec_forms_and_round_trip(spec: object, config: dict[str, object]) -> N
 @pytest.mark.parametrize(
     ("spec", "message", "field"),
     [
-        ("l3", "unknown regularizer 'l3'; expected one of l1, l2, l1l2, l1_l2, orthogonal_regularizer", "regularizer"),
+        ("l3", "unknown regularizer 'l3'; expected one of l1, l2, l1l2, l1_l2, orthogonal_regularizer, "
+         "L1, L2, L1L2, OrthogonalRegularizer", "regularizer"),
         ({"type": "l4"}, "unknown regularizer type 'l4'", "type"),
         ({"type": "l1", "l2": 0.1}, "unknown parameter 'l2' for l1; expected l1", "l2"),
         ({"type": "l1", "l1": -0.1}, "l1 must be finite and >= 0, got -0.1", "l1"),
@@ -199,7 +202,7 @@ def test_describe_lists_every_kind_with_defaults() -> None:
     kinds = {d["type"]: d for d in R.describe()}
     assert set(kinds) == {"l1", "l2", "l1l2", "orthogonal"}
     assert kinds["orthogonal"]["parameters"] == {"factor": 0.01, "mode": "rows"}
-    assert kinds["l1l2"]["identifiers"] == ["l1l2", "l1_l2"]
+    assert kinds["l1l2"]["identifiers"] == ["l1l2", "l1_l2", "L1L2"]
 
 
 # --- blocked reductions --------------------------------------------------------------------
