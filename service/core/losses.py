@@ -238,14 +238,14 @@ _KINDS_LIST = (
         _mse,
         _mse_grad,
         "mean over all elements of (y_true - y_pred)^2",
-        aliases=("mse", "MSE"),
+        aliases=("mse", "MSE", "MeanSquaredError"),
     ),
     _kind(
         "mean_absolute_error",
         _mae,
         _mae_grad,
         "mean over all elements of |y_true - y_pred|",
-        aliases=("mae", "MAE"),
+        aliases=("mae", "MAE", "MeanAbsoluteError"),
     ),
     _kind(
         "huber",
@@ -253,6 +253,7 @@ _KINDS_LIST = (
         _huber_grad,
         "mean of (0.5 e^2 if |e| <= delta else delta |e| - 0.5 delta^2), e = y_pred - y_true",
         params={"delta": (1.0, positive)},
+        aliases=("Huber",),
     ),
     _kind(
         "binary_crossentropy",
@@ -261,7 +262,7 @@ _KINDS_LIST = (
         "mean of -(t log q + (1 - t) log(1 - q)), q = clip(y_pred, 1e-7, 1 - 1e-7) "
         "or sigmoid(y_pred) if from_logits",
         params=_CROSSENTROPY_PARAMS,
-        aliases=("bce", "BCE"),
+        aliases=("bce", "BCE", "BinaryCrossentropy"),
     ),
     _kind(
         "categorical_crossentropy",
@@ -270,6 +271,7 @@ _KINDS_LIST = (
         "mean over samples of -sum(t log q) over the last axis, q = clip(y_pred / sum(y_pred), "
         "1e-7, 1 - 1e-7) or softmax(y_pred) if from_logits",
         params=_CROSSENTROPY_PARAMS,
+        aliases=("CategoricalCrossentropy",),
     ),
 )
 
@@ -281,7 +283,8 @@ _NAMES = Names(
 )
 #: Canonical Keras function names.
 NAMES: tuple[str, ...] = _NAMES.names
-#: Every accepted name (canonical and Keras alias) -> canonical name.
+#: Every accepted name -> canonical name: Keras's function names, its aliases (mse, MSE, …)
+#: and its loss class names (MeanSquaredError, Huber, …), as ``keras.losses.get`` takes them.
 ALIASES: dict[str, str] = _NAMES.aliases
 
 

@@ -20,8 +20,10 @@ from service.errors import dotted
 
 LOSS_NAMES = (
     "mean_squared_error, mean_absolute_error, huber, binary_crossentropy, categorical_crossentropy "
-    "(aliases: mse -> mean_squared_error, MSE -> mean_squared_error, mae -> mean_absolute_error, "
-    "MAE -> mean_absolute_error, bce -> binary_crossentropy, BCE -> binary_crossentropy)"
+    "(aliases: mse -> mean_squared_error, MSE -> mean_squared_error, MeanSquaredError -> mean_squared_error, "
+    "mae -> mean_absolute_error, MAE -> mean_absolute_error, MeanAbsoluteError -> mean_absolute_error, "
+    "Huber -> huber, bce -> binary_crossentropy, BCE -> binary_crossentropy, "
+    "BinaryCrossentropy -> binary_crossentropy, CategoricalCrossentropy -> categorical_crossentropy)"
 )
 NAN32 = base64.b64encode(struct.pack("<ff", 1.0, float("nan"))).decode()
 INF64 = base64.b64encode(struct.pack("<d", float("inf"))).decode()

@@ -300,7 +300,8 @@ def test_aliases_and_defaults() -> None:
 def test_describe() -> None:
     d = {e["name"]: e for e in L.describe()}
     assert tuple(d) == L.NAMES
-    assert d["mean_squared_error"]["aliases"] == ["mse", "MSE"]
+    assert d["mean_squared_error"]["aliases"] == ["mse", "MSE", "MeanSquaredError"]
+    assert d["huber"]["aliases"] == ["Huber"]
     assert d["huber"]["parameters"] == {"delta": 1.0}
     assert d["binary_crossentropy"]["parameters"] == {"from_logits": False, "label_smoothing": 0.0}
     assert all(e["formula"] for e in d.values())
