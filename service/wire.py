@@ -306,7 +306,7 @@ def encode(array: np.ndarray, encoding: str = "json", *, what: str = "tensor") -
     flat = np.ascontiguousarray(array).reshape(-1)
     if encoding == "b64":
         little = flat.astype(dtype.newbyteorder("<"), copy=False)  # no copy on little-endian hosts
-        return {**head, "b64": base64.b64encode(memoryview(little)).decode("ascii")}
+        return {**head, "b64": base64.b64encode(little.data).decode("ascii")}
     if dtype == np.float16:
         flat = _half_as_shortest_double()[flat.view(np.uint16)]
     return {**head, "data": flat}

@@ -1,28 +1,10 @@
-"""Request and response models of API.md (Pydantic v2).
-
-Three kinds of field carry the contract:
-
-* ``Tensor`` — validated by :func:`service.wire.decode` into an ``np.ndarray`` (one
-  C-level type scan and one ``np.array`` call for nested JSON, ``frombuffer`` for b64);
-  its JSON schema is the union of the three wire forms.
-* ``Regularizer``, ``Activation``, ``Loss`` — validated by the core's own ``get()``
-  (the single source of the rules: names, parameters, ranges) into core objects; their
-  JSON schemas document every accepted form, with Keras's defaults.
-* Response tensors hold NumPy arrays (``service.wire.encode``); ``orjson`` writes them.
-
-Limits: tensors decode under the :class:`~service.wire.Budget` of the current request,
-set with :func:`decoding` by the route class (``service.api.routing``).  Outside a
-request (tests, scripts) the default settings' limits apply.
-"""
+"""Request models: tensors (decoded by :mod:`service.wire`), regularizer, activation and
+loss specs (validated by the core's own ``get()``), and the four compute requests."""
 
 from __future__ import annotations
 
-import enum
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
@@ -30,107 +12,30 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
     JsonValue,
-    RootModel,
     StrictBool,
     WithJsonSchema,
     model_validator,
 )
-from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+from pydantic_core import PydanticCustomError
 
 from service import wire
-from service.config import Settings
 from service.core import activations, losses, regularizers
-from service.core.dense import DenseResult
 from service.core.errors import CoreError
-from service.core.network import LayerSpec, NetworkResult
+from service.core.network import LayerSpec
 from service.errors import TooManyLayers, did_you_mean
+from service.schemas.base import (
+    ActivationName,
+    ActivityNormalization,
+    Datatype,
+    Encoding,
+    LossName,
+    ParsedBy,
+    RegularizerIdentifier,
+    current_budget,
+)
 
 T = TypeVar("T")
-
-# --------------------------------------------------------------------------- request limits
-
-_BUDGET: ContextVar[wire.Budget | None] = ContextVar("penalty_service_budget", default=None)
-
-
-def budget_for(settings: Settings) -> wire.Budget:
-    return wire.Budget(
-        max_tensor_elements=settings.max_tensor_elements,
-        max_request_elements=settings.max_request_elements,
-        max_depth=settings.max_nesting_depth,
-        max_layers=settings.max_layers,
-    )
-
-
-@contextmanager
-def decoding(budget: wire.Budget) -> Iterator[None]:
-    """Validate request models under ``budget`` (one per request)."""
-    token = _BUDGET.set(budget)
-    try:
-        yield
-    finally:
-        _BUDGET.reset(token)
-
-
-def _budget() -> wire.Budget:
-    """The current request's budget; outside a request, a fresh one with default limits."""
-    return _BUDGET.get() or budget_for(Settings.model_construct())
-
-
-# --------------------------------------------------------------------------- enums
-
-
-class Datatype(enum.StrEnum):
-    """Open Inference Protocol names; the dtype a computation runs in."""
-
-    FP16 = "FP16"
-    FP32 = "FP32"
-    FP64 = "FP64"
-
-
-class Encoding(enum.StrEnum):
-    """How response tensors are written: ``json`` numbers or ``b64`` little-endian bytes."""
-
-    json = "json"
-    b64 = "b64"
-
-
-class ActivityNormalization(enum.StrEnum):
-    """``batch`` divides activity penalties by ``outputs.shape[0]`` (Keras ≥ 3.14); ``none`` does not."""
-
-    batch = "batch"
-    none = "none"
-
-
-def _names_enum(name: str, names: Iterable[str], doc: str) -> type[enum.StrEnum]:
-    members = enum.StrEnum(name, [(n, n) for n in names])  # type: ignore[misc]
-    members.__doc__ = doc
-    return members
-
-
-def _case_distinct(names: Iterable[str]) -> list[str]:
-    """``names`` without those that differ from a lower-case one only in case: generated
-    clients turn enum values into upper-case constants, where "mse" and "MSE" would clash.
-    The names left out are still accepted (the core validates every spec)."""
-    names = list(names)
-    return [n for n in names if n == n.lower() or n.lower() not in names]
-
-
-RegularizerIdentifier = _names_enum(
-    "RegularizerIdentifier",
-    _case_distinct(regularizers.IDENTIFIERS),
-    "A Keras regularizer identifier (Keras 3's class names L1, L2, L1L2 and "
-    "OrthogonalRegularizer are accepted as well).",
-)
-ActivationName = _names_enum(
-    "ActivationName", list(activations.ALIASES), "A Keras activation name (or alias)."
-)
-LossName = _names_enum(
-    "LossName",
-    _case_distinct(losses.ALIASES),
-    "A Keras loss name (or alias; the upper-case MSE, MAE and BCE are accepted as well).",
-)
 
 # --------------------------------------------------------------------------- tensors (input)
 
@@ -166,24 +71,9 @@ NestedArray = Annotated[
 ]
 
 
-@dataclass(frozen=True)
-class ParsedBy:
-    """``Annotated[T, ParsedBy(parse, documented_as)]``: ``parse`` turns the JSON value into
-    a ``T`` (raising ``PydanticCustomError``); the JSON schema is ``documented_as``'s, the
-    forms a client may send."""
-
-    parse: Callable[[Any], Any]
-    documented_as: Any
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            self.parse, json_schema_input_schema=handler.generate_schema(self.documented_as)
-        )
-
-
 def _decode_tensor(value: Any) -> np.ndarray:
     try:
-        return wire.decode(value, _budget())
+        return wire.decode(value, current_budget())
     except wire.TensorError as exc:
         raise PydanticCustomError("invalid_tensor", "{reason}", {"reason": str(exc)}) from None
 
@@ -375,7 +265,7 @@ def _reserve_outputs(inputs: np.ndarray, kernels: list[np.ndarray]) -> None:
     for i, kernel in enumerate(kernels):
         if kernel.ndim != 2:
             return
-        _budget().reserve(batch * kernel.shape[1], f"the output of layer {i} ({batch}×{kernel.shape[1]})")
+        current_budget().reserve(batch * kernel.shape[1], f"the output of layer {i} ({batch}×{kernel.shape[1]})")
 
 
 class DenseRequest(_LayerFields):
@@ -451,7 +341,7 @@ class NetworkRequest(RequestModel):
     @classmethod
     def _layer_count(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("layers"), list):
-            limit = _budget().max_layers
+            limit = current_budget().max_layers
             if len(data["layers"]) > limit:
                 raise TooManyLayers(
                     f"the network has {len(data['layers'])} layers; the limit is {limit}"
@@ -462,197 +352,3 @@ class NetworkRequest(RequestModel):
     def _outputs_fit(self) -> NetworkRequest:
         _reserve_outputs(self.inputs, [layer.kernel for layer in self.layers])
         return self
-
-
-# --------------------------------------------------------------------------- responses
-
-FlatNumbers = Annotated[np.ndarray, WithJsonSchema({"type": "array", "items": {"type": "number"}})]
-Number = Annotated[float, Field(allow_inf_nan=False)]
-
-
-class _Response(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-
-class TensorOut(_Response):
-    """A result tensor: ``data`` flat in row-major order."""
-
-    shape: list[int]
-    datatype: Datatype
-    data: FlatNumbers
-
-
-class TensorOutB64(_Response):
-    """A result tensor as base64 of its little-endian C-order bytes (``"encoding": "b64"``)."""
-
-    shape: list[int]
-    datatype: Datatype
-    b64: str
-
-
-TensorResult = TensorOut | TensorOutB64
-
-
-class TermGradients(RootModel[dict[str, TensorResult]]):
-    """The gradient of each loss term that reaches one tensor, and their ``total``."""
-
-
-class ParameterGradients(RootModel[dict[str, TermGradients]]):
-    """``gradients[parameter][term]``: for each parameter, the gradient of each term that reaches it."""
-
-
-class WeightGradients(RootModel[dict[str, TensorResult]]):
-    """The gradient of each named weight's penalty with respect to that weight."""
-
-
-def tensor_out(array: np.ndarray, encoding: Encoding, what: str) -> TensorResult:
-    fields = wire.encode(array, encoding, what=what)
-    return TensorOutB64(**fields) if "b64" in fields else TensorOut(**fields)
-
-
-def numbers_out(values: Mapping[str, Any], what: str) -> dict[str, float]:
-    return {k: wire.scalar(v, what=f"{what}.{k}") for k, v in values.items()}
-
-
-def gradients_out(
-    gradients: Mapping[str, Mapping[str, np.ndarray]], encoding: Encoding, what: str = "gradients"
-) -> dict[str, dict[str, TensorResult]]:
-    return {
-        param: {term: tensor_out(g, encoding, f"{what}.{param}.{term}") for term, g in terms.items()}
-        for param, terms in gradients.items()
-    }
-
-
-class PenaltyResponse(_Response):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"penalty": 4.8,
-                 "gradient": {"shape": [2, 2, 4], "datatype": "FP32", "data": [0.1] * 16},
-                 "regularizer": {"type": "l1", "l1": 0.1}}
-            ]
-        }
-    )
-
-    penalty: Number
-    gradient: TensorResult | None
-    regularizer: TaggedRegularizer = Field(description="The regularizer, in its canonical tagged form.")
-
-
-class PenaltiesResponse(_Response):
-    penalties: dict[str, Number]
-    total: Number = Field(description="The sum of the penalties, in the widest datatype given.")
-    gradients: WeightGradients | None
-
-
-class DenseResponse(_Response):
-    outputs: TensorResult
-    losses: dict[str, Number] = Field(
-        description="One entry per regularizer given (kernel_regularizer, bias_regularizer, "
-        "activity_regularizer) and total."
-    )
-    gradients: ParameterGradients | None = Field(
-        description="gradients[parameter][term] for parameters kernel and bias (when given)."
-    )
-    input_gradients: TermGradients | None = Field(
-        description="Gradient of each term that reaches the inputs (the activity term) and total."
-    )
-
-    @classmethod
-    def of(cls, result: DenseResult, encoding: Encoding) -> DenseResponse:
-        """The core's result, with the gradient wrt ``inputs`` in its own field."""
-        gradients = dict(result.gradients) if result.gradients is not None else None
-        inputs = gradients.pop("inputs", None) if gradients is not None else None
-        return cls(
-            outputs=tensor_out(result.outputs, encoding, "outputs"),
-            losses=numbers_out(result.losses, "losses"),
-            gradients=gradients_out(gradients, encoding) if gradients is not None else None,
-            input_gradients=gradients_out({"inputs": inputs}, encoding)["inputs"]
-            if inputs is not None
-            else None,
-        )
-
-
-class NetworkResponse(_Response):
-    outputs: TensorResult
-    losses: dict[str, Number] = Field(
-        description="data_loss, '<layer>/<term>' for every regularizer given, and total."
-    )
-    gradients: ParameterGradients | None = Field(
-        description="gradients['<layer>/kernel' | '<layer>/bias'][term]; total is what fit applies."
-    )
-
-    @classmethod
-    def of(cls, result: NetworkResult, encoding: Encoding) -> NetworkResponse:
-        return cls(
-            outputs=tensor_out(result.outputs, encoding, "outputs"),
-            losses=numbers_out(result.losses, "losses"),
-            gradients=gradients_out(result.gradients, encoding)
-            if result.gradients is not None
-            else None,
-        )
-
-
-# --------------------------------------------------------------------------- discovery
-
-Parameter = bool | int | float | str | None
-
-
-class RegularizerInfo(_Response):
-    type: str
-    keras_class: str
-    identifiers: list[str]
-    parameters: dict[str, Parameter]
-    formula: str
-
-
-class FunctionInfo(_Response):
-    name: str
-    aliases: list[str]
-    parameters: dict[str, Parameter]
-    formula: str
-
-
-class RegularizerList(_Response):
-    regularizers: list[RegularizerInfo]
-
-
-class ActivationList(_Response):
-    activations: list[FunctionInfo]
-
-
-class LossList(_Response):
-    losses: list[FunctionInfo]
-
-
-class Status(_Response):
-    status: Literal["ok"] = "ok"
-
-
-class ErrorDetail(_Response):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ErrorBody(_Response):
-    code: str
-    message: str
-    details: list[ErrorDetail]
-
-
-class ErrorResponse(_Response):
-    """The one error envelope."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"error": {"code": "shape_mismatch",
-                           "message": "kernel has 5 rows but inputs have 4 features (last axis)",
-                           "details": [{"loc": ["body", "kernel"], "type": "shape_mismatch",
-                                        "msg": "kernel has 5 rows but inputs have 4 features (last axis)"}]}}
-            ]
-        }
-    )
-
-    error: ErrorBody
