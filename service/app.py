@@ -39,9 +39,9 @@ Tensors are nested JSON arrays, `{"shape", "datatype", "data"}` or `{"shape", "d
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """At startup, move everything built so far (modules, schemas, the app) out of the
-    cyclic garbage collector's view: it lives as long as the process, and traversing it
-    on every collection roughly doubled the time to build a large response
-    (``bench/dense_vs_keras.py``)."""
+    cyclic garbage collector's view: it lives as long as the process, and a request that
+    builds many response objects would otherwise pay for traversing all of it in each
+    collection it triggers."""
     gc.collect()
     gc.freeze()
     yield
