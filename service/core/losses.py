@@ -58,15 +58,25 @@ Conventions
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from service.core import specs
 from service.core.errors import NonFiniteError, ShapeError, SpecError
 from service.core.numeric import FloatArray, result_dtype, to_dtype, work_dtype
-from service.core.specs import Check, Names, Params, boolean, positive, split_spec, unit_interval
+from service.core.specs import (
+    Check,
+    Entry,
+    Named,
+    Names,
+    Params,
+    boolean,
+    positive,
+    split_spec,
+    unit_interval,
+)
 
 #: Keras's ``backend.epsilon()``: probabilities are clipped to ``[EPSILON, 1 − EPSILON]``.
 EPSILON = 1e-7
@@ -317,7 +327,7 @@ def _aligned(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 @dataclass(frozen=True)
-class Loss:
+class Loss(Named):
     """A Keras data loss with its parameters (defaults filled in); build it with :func:`get`.
 
     ``value(y_true, y_pred)`` is the ``sum_over_batch_size`` reduction Keras's ``fit``
@@ -330,17 +340,8 @@ class Loss:
     1.1769
     """
 
-    name: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        name = _NAMES.canonical(self.name, "loss")
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "params", _KINDS[name].params.validate(f"loss {name}", self.params))
-
-    @property
-    def formula(self) -> str:
-        return _KINDS[self.name].formula
+    _registry: ClassVar[Mapping[str, Entry]] = _KINDS
+    _names: ClassVar[Names] = _NAMES
 
     @property
     def takes_logits(self) -> bool:
@@ -380,9 +381,6 @@ class Loss:
             g = _KINDS[self.name].gradient(t, p, self.params) / p.dtype.type(samples)
             return to_dtype(g.reshape(shape), dtype)
 
-    def get_config(self) -> dict[str, Any]:
-        """``{"name": name, **params}``; :func:`get` of it rebuilds an equal loss."""
-        return {"name": self.name, **self.params}
 
     def with_logits(self) -> Loss:
         """The same crossentropy with ``from_logits=True``.

@@ -14,7 +14,7 @@ Conventions
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -159,10 +159,6 @@ def to_dtype(x: Any, dtype: np.dtype[Any]) -> Any:
         if isinstance(x, np.ndarray):
             return x.astype(dtype, copy=False)
         return np.dtype(dtype).type(x)
-
-
-def all_finite(values: Iterable[Any]) -> bool:
-    return all(bool(np.all(np.isfinite(np.asarray(v)))) for v in values)
 
 
 def total(values: Mapping[str, Any], like: Any) -> Any:

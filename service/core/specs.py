@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -213,3 +213,34 @@ def describe(entries: Iterable[Entry]) -> list[dict[str, Any]]:
         }
         for e in entries
     ]
+
+
+@dataclass(frozen=True)
+class Named:
+    """An entry of a registry picked by name, its parameters checked and defaulted: the
+    base of :class:`~service.core.activations.Activation` and :class:`~service.core.losses.Loss`.
+
+    A subclass sets ``_registry`` (canonical name -> entry) and ``_names``.  Building one
+    canonicalises the name (``"swish"`` -> ``"silu"``) and validates the parameters, so the
+    registry's ``get`` of :meth:`get_config` rebuilds an equal object.
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    _registry: ClassVar[Mapping[str, Entry]]
+    _names: ClassVar[Names]
+
+    def __post_init__(self) -> None:
+        kind = self._names.kind
+        name = self._names.canonical(self.name, kind)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "params", self._registry[name].params.validate(f"{kind} {name}", self.params))
+
+    @property
+    def formula(self) -> str:
+        return self._registry[self.name].formula
+
+    def get_config(self) -> dict[str, Any]:
+        """``{"name": name, **params}``; the registry's ``get`` of it rebuilds an equal object."""
+        return {"name": self.name, **self.params}

@@ -95,8 +95,8 @@ Specs accepted by :func:`get`::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -107,6 +107,8 @@ from service.core.errors import ShapeError, SpecError, shown
 from service.core.numeric import FloatArray, as_work, result_dtype, to_dtype
 from service.core.specs import (
     Check,
+    Entry,
+    Named,
     Names,
     Params,
     boolean,
@@ -333,7 +335,7 @@ ALIASES: dict[str, str] = _NAMES.aliases
 
 
 @dataclass(frozen=True)
-class Activation:
+class Activation(Named):
     """An activation with its parameters (defaults filled in); build it with :func:`get`.
 
     ``self(z)`` is ``y``; ``self.vjp(z, y, g)`` is ``dL/dz`` given ``g = dL/dy``.
@@ -345,17 +347,8 @@ class Activation:
     array([0.1, 0.1, 1. ])
     """
 
-    name: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        name = _NAMES.canonical(self.name, "activation")
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "params", _KINDS[name].params.validate(f"activation {name}", self.params))
-
-    @property
-    def formula(self) -> str:
-        return _KINDS[self.name].formula
+    _registry: ClassVar[Mapping[str, Entry]] = _KINDS
+    _names: ClassVar[Names] = _NAMES
 
     def _check(self, z: np.ndarray) -> None:
         result_dtype(z)
@@ -405,9 +398,6 @@ class Activation:
             dz = kind.vjp(w, yw, np.asarray(g, dtype=w.dtype), self.params)
             return to_dtype(dz, z.dtype)
 
-    def get_config(self) -> dict[str, Any]:
-        """``{"name": name, **params}``; :func:`get` of it rebuilds an equal activation."""
-        return {"name": self.name, **self.params}
 
 
 def get(spec: str | Mapping[str, Any] | Activation | None) -> Activation:
