@@ -145,33 +145,27 @@ class LossObject(BaseModel):
     name: LossName  # type: ignore[valid-type]
 
 
-def _core_spec(get: Callable[[Any], T], kind: str) -> Callable[[Any], T]:
-    """A validator that builds a spec with the core's ``get``; its errors become 422s.
-
-    A ``TypeError`` means a JSON value of a type ``get`` does not expect (a list where a
-    name belongs): the client's error too, not a server fault.
-    """
+def _core_spec(get: Callable[[Any], T]) -> Callable[[Any], T]:
+    """A validator that builds a spec with the core's ``get``; its errors become 422s
+    (the core raises a typed error for any JSON value it cannot read as a spec)."""
 
     def validate(value: Any) -> T:
         try:
             return get(value)
         except CoreError as exc:
-            reason = exc.message
-        except TypeError as exc:
-            reason = f"not a valid {kind} spec ({exc}); GET /v1/{kind}s lists the accepted forms"
-        raise PydanticCustomError("invalid_spec", "{reason}", {"reason": reason})
+            raise PydanticCustomError("invalid_spec", "{reason}", {"reason": exc.message}) from None
 
     return validate
 
 
 Regularizer = Annotated[
     regularizers.Regularizer,
-    ParsedBy(_core_spec(regularizers.get, "regularizer"), RegularizerIdentifier | TaggedRegularizer | KerasRegularizer),
+    ParsedBy(_core_spec(regularizers.get), RegularizerIdentifier | TaggedRegularizer | KerasRegularizer),
 ]
 Activation = Annotated[
-    activations.Activation, ParsedBy(_core_spec(activations.get, "activation"), ActivationName | ActivationObject)
+    activations.Activation, ParsedBy(_core_spec(activations.get), ActivationName | ActivationObject)
 ]
-Loss = Annotated[losses.Loss, ParsedBy(_core_spec(losses.get, "loss"), LossName | LossObject)]
+Loss = Annotated[losses.Loss, ParsedBy(_core_spec(losses.get), LossName | LossObject)]
 
 # --------------------------------------------------------------------------- requests
 
