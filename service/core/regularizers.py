@@ -30,7 +30,7 @@ Specs accepted by :func:`get` (the same three forms the HTTP API takes)::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -213,8 +213,24 @@ class Orthogonal(Regularizer):
         G_w_i = s_i (G_v_i − (G_v_i·v_i) v_i)   where the row was normalised, s_i = 1/‖w_i‖
         G_w_i = G_v_i / eps                    where the norm was clamped (‖w_i‖ ≤ eps)
 
+    Cost, for ``n`` rows of ``d`` columns: ``P`` is never held whole.  Its rows are formed
+    ``ORTHOGONAL_BLOCK_ELEMENTS // n`` at a time (memory O(n·d + block), time O(n²·d),
+    the same sums as the whole matrix).  With ``d = 1`` ``P`` has rank one,
+    ``|P_ij| = |v_i|·|v_j|``, and both sums are exact in O(n)::
+
+        Σ_{i≠j} |P_ij| = Σ_i |v_i| (S − |v_i|),   (sign(P)·V)_i = sign(v_i) (S − |v_i|),
+        S = Σ_j |v_j|
+
+    (for ``d ≥ 2`` no such identity holds for the absolute values: ``‖V Vᵀ‖`` through the
+    d×d ``VᵀV`` is exact for the Frobenius norm only, which is not Keras's penalty).
+
     With one row (or column) there are no pairs: Keras divides 0 by 0 and returns
     NaN; this service returns 0 (and a zero gradient).
+
+    >>> float(Orthogonal(1.0).penalty(np.array([[1.0, 0.0], [1.0, 1.0]])))
+    0.7071067811865475
+    >>> float(Orthogonal(1.0).penalty(np.array([[2.0], [-3.0], [0.0]])))  # one pair of three
+    0.3333333333333333
     """
 
     factor: float = 0.01
@@ -256,10 +272,17 @@ class Orthogonal(Regularizer):
         if n < 2:
             return to_dtype(w.dtype.type(0), x.dtype)
         v, _, _ = self._normalised(w)
-        p = np.abs(v @ v.T)
-        np.fill_diagonal(p, 0)
+        if v.shape[1] == 1:
+            a = np.abs(v[:, 0]).astype(np.float64)
+            off_diagonal = w.dtype.type(a @ (a.sum() - a))
+        else:
+            off_diagonal = w.dtype.type(0)
+            for rows, p in _gram_blocks(v):
+                p = np.abs(p, out=p)
+                p[np.arange(len(p)), rows] = 0
+                off_diagonal += p.sum()
         pairs = n * (n - 1) / 2
-        value = factor_in(self.factor, x.dtype) * w.dtype.type(0.5) * p.sum() / w.dtype.type(pairs)
+        value = factor_in(self.factor, x.dtype) * w.dtype.type(0.5) * off_diagonal / w.dtype.type(pairs)
         return to_dtype(value, x.dtype)
 
     def gradient(self, x: np.ndarray) -> FloatArray:
@@ -269,16 +292,36 @@ class Orthogonal(Regularizer):
             g = np.zeros_like(w)
         else:
             v, scale, clamped = self._normalised(w)
-            sign = np.sign(v @ v.T)
-            np.fill_diagonal(sign, 0)
             c = factor_in(self.factor, x.dtype) / w.dtype.type(n * (n - 1) / 2)
-            g_v = c * (sign @ v)
+            if v.shape[1] == 1:
+                a = np.abs(v).astype(np.float64)
+                g_v = c * (np.sign(v) * (a.sum() - a)).astype(w.dtype)
+            else:
+                g_v = np.empty_like(v)
+                for rows, p in _gram_blocks(v):
+                    sign = np.sign(p, out=p)
+                    sign[np.arange(len(sign)), rows] = 0
+                    g_v[rows] = c * (sign @ v)
             radial = np.einsum("ij,ij->i", g_v, v)
             g = scale[:, None] * np.where(clamped[:, None], g_v, g_v - radial[:, None] * v)
         return to_dtype(g if self.mode == "rows" else g.T, x.dtype)
 
     def params(self) -> dict[str, Any]:
         return {"factor": self.factor, "mode": self.mode}
+
+
+#: Elements of ``V Vᵀ`` the orthogonal regularizer forms at once (32 MiB of float64).
+ORTHOGONAL_BLOCK_ELEMENTS = 1 << 22
+
+
+def _gram_blocks(v: FloatArray) -> Iterator[tuple[np.ndarray, FloatArray]]:
+    """``(rows, V[rows] Vᵀ)`` for consecutive row ranges covering ``V``, each product at
+    most ``ORTHOGONAL_BLOCK_ELEMENTS`` (one row at least); one block when ``V Vᵀ`` fits."""
+    n = v.shape[0]
+    step = max(1, ORTHOGONAL_BLOCK_ELEMENTS // n)
+    for start in range(0, n, step):
+        rows = np.arange(start, min(start + step, n))
+        yield rows, v[rows] @ v.T
 
 
 #: One registry: wire tag -> class.
