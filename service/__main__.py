@@ -1,36 +1,78 @@
 """``python -m service [--host H] [--port P] [--workers N] [--log-level L]``: serve with uvicorn.
 
 Defaults come from the settings (``PENALTY_*``, ``HOST``/``PORT``); the flags override
-them.  Each worker builds its app with ``create_app()`` (uvicorn's factory mode), so
-``--workers`` > 1 works.
+them and are validated by the same model, so a bad flag or variable exits with status 2
+and one line naming it.  Each worker builds its app with ``create_app()`` (uvicorn's
+factory mode, reading the environment, where the flags are written first), so
+``--workers`` > 1 works; Prometheus metrics are then kept in multiprocess mode (see
+:func:`service.observability.prepare_metrics_dir`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
-from typing import get_args
+from typing import NoReturn
 
-import uvicorn
+from pydantic import ValidationError
 
-from service.config import LogLevel, get_settings
+#: flag -> setting field
+FLAGS = {"--host": "host", "--port": "port", "--workers": "workers", "--log-level": "log_level"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    settings = get_settings()
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=settings.host, help=f"default {settings.host}")
-    parser.add_argument("--port", type=int, default=settings.port, help=f"default {settings.port}")
-    parser.add_argument("--workers", type=int, default=settings.workers, help=f"default {settings.workers}")
-    parser.add_argument("--log-level", default=settings.log_level, choices=get_args(LogLevel))
-    args = parser.parse_args(argv)
+    from service.config import describe_error, settings_from, unknown_variables
+
+    parser = _Parser(prog="python -m service", description=__doc__.splitlines()[0])
+    for flag, field in FLAGS.items():
+        parser.add_argument(flag, dest=field, metavar=field.upper(), help=f"overrides PENALTY_{field.upper()}")
+    args = vars(parser.parse_args(argv))
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:
+        flags = {field: flag for flag, field in FLAGS.items() if args.get(field) is not None}
+        parser.exit(2, f"{parser.prog}: {describe_error(exc, flags)}\n")
+    for name in unknown_variables():
+        print(f"{parser.prog}: warning: {name} is not a setting (ignored); see README 'Operating it'",
+              file=sys.stderr)
+    # The workers read the environment: the flags go there first.
+    for field, value in args.items():
+        if value is not None:
+            os.environ[f"PENALTY_{field.upper()}"] = str(getattr(settings, field))
+    serve(settings)
+
+
+def serve(settings: object) -> None:
+    import uvicorn
+
+    from service.config import Settings
+    from service.observability import log_config, prepare_metrics_dir
+    from service.server import ServiceH11Protocol
+
+    assert isinstance(settings, Settings)
+    prepare_metrics_dir(settings.workers)
     uvicorn.run(
         "service.app:create_app",
         factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        log_config=log_config(settings),
+        access_log=not settings.log_json,
+        http=ServiceH11Protocol,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.timeout_keep_alive,
+        timeout_graceful_shutdown=settings.timeout_graceful_shutdown,
+        server_header=False,
     )
 
 

@@ -1,11 +1,17 @@
-"""Application factory: routes, error handlers, the body limit, offline docs.
+"""Application factory: routes, error handlers, limits, admission, operations, offline docs.
 
 ``uvicorn --factory service.app:create_app`` (what ``python -m service`` runs) builds
 the app from the environment; tests pass their own :class:`Settings`.
+
+Middleware, outermost first (each pure ASGI: nothing is buffered, streams stream):
+request id + metrics + access log (``service.observability``, outside even Starlette's
+error middleware, so a 500 has its id too), CORS (when origins are set), API keys,
+admission control (``service.budget``), the body limit and read timeout, the routes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -13,13 +19,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import Headers
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import __version__, errors
+from service import __version__, budget, errors, observability
 from service.api import router
 from service.config import Settings, get_settings
 
@@ -45,6 +52,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     yield
+    observability.mark_worker_dead()
 
 
 class BodyLimit:
@@ -52,12 +60,14 @@ class BodyLimit:
 
     A declared ``Content-Length`` over the limit is answered at once, without reading
     the body; otherwise the bytes are counted as they arrive and the read that crosses
-    the limit raises :class:`~service.errors.PayloadTooLarge`.
+    the limit raises :class:`~service.errors.PayloadTooLarge`.  A body that stops
+    arriving for ``read_timeout`` seconds is a 408 (uvicorn itself has no read timeout).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
 
     def _too_large(self, size: str) -> errors.PayloadTooLarge:
         return errors.PayloadTooLarge(
@@ -79,7 +89,12 @@ class BodyLimit:
 
         async def counted() -> Message:
             nonlocal received
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                raise errors.RequestTimeout(
+                    f"no part of the body arrived for {self.read_timeout} s ({received} bytes read)"
+                ) from None
             received += len(message.get("body", b""))
             if received > self.max_bytes:
                 raise self._too_large(f"more than {self.max_bytes}")
@@ -102,10 +117,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.admission = budget.Admission(
+        settings.max_concurrent_requests, settings.max_inflight_bytes, settings.retry_after_seconds
+    )
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout)
+    app.add_middleware(
+        budget.AdmissionControl, admission=app.state.admission, body_factor=settings.body_memory_factor
+    )
+    app.add_middleware(
+        observability.ApiKeys, keys=settings.key_list, metrics=settings.metrics_require_key,
+        pages=settings.pages_require_key,
+    )
+    if settings.origin_list:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.origin_list, allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"], max_age=600,
+        )
+    app.add_route("/metrics", observability.metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(router)
     _add_offline_docs(app)
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: observability.Observability(build_stack())  # type: ignore[method-assign]
     return app
 
 

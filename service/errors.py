@@ -17,6 +17,12 @@ code                       status  raised for
 ``payload_too_large``      413     a body over ``max_body_bytes``
 ``too_many_elements``      413     a tensor or request over its element limit
 ``too_many_layers``        413     a network over ``max_layers``
+``too_expensive``          413     a request whose priced work or memory is over ``max_work`` /
+                                   ``max_work_bytes`` (``service.budget``)
+``unauthorized``           401     API keys are configured and none (or a wrong one) was sent
+``request_timeout``        408     the body stopped arriving for ``body_read_timeout`` seconds
+``overloaded``             503     the worker's request or in-flight-bytes budget is full
+                                   (``Retry-After`` says when to try again)
 ``unsupported_media_type`` 415     a POST whose Content-Type is not JSON
 ``not_found``              404     no such route
 ``method_not_allowed``     405     the route exists, the method does not
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -48,6 +54,10 @@ OWN_VALIDATION_CODES = ("invalid_tensor", "invalid_spec", "unknown_field")
 QUOTED_ERRORS = 3
 #: Longest message (a message may quote a value the client sent, which may be long).
 MAX_MESSAGE = 1000
+#: Longest string of a ``loc`` (a field name is the client's: it may be megabytes).
+MAX_LOC_PART = 64
+#: Most ``details`` an error body lists; past that, one last entry counts the rest.
+MAX_DETAILS = 20
 
 Loc = list[str | int]
 
@@ -69,10 +79,17 @@ class ApiError(Exception):
     status_code: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
 
-    def __init__(self, message: str, *, details: Sequence[dict[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Sequence[dict[str, Any]] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = list(details)
+        self.headers = dict(headers or {})
 
 
 class InvalidJson(ApiError):
@@ -100,18 +117,64 @@ class UnsupportedMediaType(ApiError):
     code = "unsupported_media_type"
 
 
+class TooExpensive(ApiError):
+    status_code = 413
+    code = "too_expensive"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class RequestTimeout(ApiError):
+    status_code = 408
+    code = "request_timeout"
+
+
+class Overloaded(ApiError):
+    status_code = 503
+    code = "overloaded"
+
+
 #: The core's errors: a bad spec is a schema error, the others cannot be computed.
 CORE_STATUS: dict[type[CoreError], int] = {SpecError: 422, ShapeError: 400, NonFiniteError: 400}
 
 
 def envelope(code: str, message: str, details: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-    """The error body; messages that quote a client's value are clipped to ``MAX_MESSAGE``."""
-    clipped = [{**d, "msg": _clip(d["msg"])} if "msg" in d else d for d in details]
-    return {"error": {"code": code, "message": _clip(message), "details": clipped}}
+    """The error body, bounded whatever the client sent: messages clipped to
+    ``MAX_MESSAGE`` characters, each ``loc`` string to ``MAX_LOC_PART``, at most
+    ``MAX_DETAILS`` details and then one that counts the rest.
+
+    >>> body = envelope("validation_error", "bad", [{"loc": ["body", "x" * 100], "msg": "m"}] * 25)
+    >>> len(body["error"]["details"]), body["error"]["details"][-1]["msg"]
+    (21, '5 more errors are not listed')
+    >>> len(body["error"]["details"][0]["loc"][1])
+    64
+    """
+    shown = [_bounded(d) for d in details[:MAX_DETAILS]]
+    if len(details) > MAX_DETAILS:
+        more = len(details) - MAX_DETAILS
+        shown.append({"loc": ["body"], "msg": f"{more} more errors are not listed", "type": "more_errors"})
+    return {"error": {"code": code, "message": clip(message), "details": shown}}
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to ``limit`` characters (the last one an ellipsis)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bounded(detail: dict[str, Any]) -> dict[str, Any]:
+    bounded = dict(detail)
+    if "msg" in bounded:
+        bounded["msg"] = clip(str(bounded["msg"]))
+    if "loc" in bounded:
+        bounded["loc"] = [clip(p, MAX_LOC_PART) if isinstance(p, str) else p for p in bounded["loc"]]
+    return bounded
+
+
+#: Called with (code, status) for every error response (``service.observability`` counts them).
+ON_ERROR: list[Callable[[str, int], None]] = []
 
 
 def error_response(
@@ -121,11 +184,19 @@ def error_response(
     details: Sequence[dict[str, Any]] = (),
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
+    for hook in ON_ERROR:
+        hook(code, status)
     return JSONResponse(envelope(code, message, details), status_code=status, headers=headers)
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
-    """``" (did you mean 'return_gradient'?)"`` when a choice is close, else ``""``."""
+    """``" (did you mean 'return_gradient'?)"`` when a choice is close, else ``""``.
+
+    A word much longer than every choice is close to none (and difflib on a megabyte
+    string would take seconds), so it is not compared.
+    """
+    if len(word) > 2 * max(map(len, choices), default=0) + 8:
+        return ""
     close = difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -152,7 +223,7 @@ def core_loc(exc: CoreError) -> Loc:
 
 def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.details)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
 def _core_error(_: Request, exc: Exception) -> JSONResponse:
@@ -168,7 +239,7 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     code = details[0]["type"] if details else "validation_error"
     if code not in OWN_VALIDATION_CODES:
         code = "validation_error"
-    quoted = [f"{dotted(d['loc'])}: {d['msg']}" for d in details[:QUOTED_ERRORS]]
+    quoted = [f"{dotted(_bounded(d)['loc'])}: {d['msg']}" for d in details[:QUOTED_ERRORS]]
     more = len(details) - QUOTED_ERRORS
     message = "; ".join(quoted) + (f" (and {more} more errors, listed in details)" if more > 0 else "")
     return error_response(422, code, message, details)
@@ -187,11 +258,11 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code
     if status == 404:
         code = "not_found"
-        message = f"no route {request.method} {request.url.path}; the API is described at /docs"
+        message = f"no route {request.method} {clip(request.url.path, 200)}; the API is described at /docs"
     elif status == 405:
         code = "method_not_allowed"
         allowed = (exc.headers or {}).get("Allow", "")
-        message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+        message = f"{clip(request.method, 20)} is not allowed on {clip(request.url.path, 200)}; use {allowed}"
     else:
         code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
         message = str(exc.detail)
@@ -199,7 +270,7 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    logger.error("unhandled error on %s %s", request.method, clip(request.url.path, 200), exc_info=exc)
     return error_response(500, "internal_error", "internal error; it has been logged")
 
 

@@ -10,7 +10,10 @@ changes only how bytes become models and models become bytes:
   request's :class:`~service.wire.Budget` of element limits;
 * out — the response model is dumped in Python mode, so tensors stay NumPy arrays,
   and written by ``orjson`` directly (no list of a million Python floats in between),
-  in the threadpool that runs the route.
+  in the threadpool that runs the route;
+* off the event loop — parsing, validation and pricing (``service.budget``) of a body
+  run in the threadpool (:meth:`WireRoute.prepare`), so probes answer while large
+  bodies are decoded; FastAPI then receives the validated model and passes it through.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from email.message import Message
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
+from starlette.concurrency import run_in_threadpool
 
+from service import budget
 from service.config import Settings
 from service.errors import InvalidJson, JSONResponse, UnsupportedMediaType
 from service.schemas import budget_for, decoding
@@ -102,8 +108,30 @@ class WireRoute(APIRoute):
                 require_json(request)
                 body = await request.body()  # over the size limit: a 413 here
                 if body:  # (FastAPI reports an empty body as a missing field)
-                    request.parsed = parse_json(body, settings.max_nesting_depth)
+                    ticket = request.scope.get(budget.SCOPE_KEY)
+                    request.parsed = await run_in_threadpool(self.prepare, body, settings, ticket)
             with decoding(budget_for(settings)):
                 return await handler(request)
 
         return route_handler
+
+    # --- the threadpool's share of a request (issue 7: keep the event loop free)
+
+    def prepare(self, body: bytes, settings: Settings, ticket: budget.Ticket | None) -> Any:
+        """Parse ``body``; when the route's body is one model, validate it (under the
+        element limits) and charge its priced cost (``service.budget``) to ``ticket``."""
+        parsed = parse_json(body, settings.max_nesting_depth)
+        model = self.body_field.field_info.annotation if self.body_field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return parsed
+        with decoding(budget_for(settings)):
+            try:
+                validated = model.model_validate(parsed, from_attributes=True)  # as FastAPI does
+            except ValidationError as exc:
+                raise RequestValidationError(
+                    [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+                ) from None
+        cost = budget.charge(validated, settings.max_work, settings.max_work_bytes)
+        if ticket is not None:
+            ticket.reserve(cost.bytes)
+        return validated
