@@ -241,7 +241,8 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         code = "validation_error"
     quoted = [f"{dotted(_bounded(d)['loc'])}: {d['msg']}" for d in details[:QUOTED_ERRORS]]
     more = len(details) - QUOTED_ERRORS
-    message = "; ".join(quoted) + (f" (and {more} more errors, listed in details)" if more > 0 else "")
+    listed = ", listed in details" if len(details) <= MAX_DETAILS else f", the first {MAX_DETAILS} listed in details"
+    message = "; ".join(quoted) + (f" (and {more} more errors{listed})" if more > 0 else "")
     return error_response(422, code, message, details)
 
 

@@ -170,7 +170,7 @@ class Observability:
             access_log.info(
                 "%s %s %s", scope["method"], errors.clip(scope["path"], 200), state["status"],
                 extra={"fields": {
-                    "method": scope["method"], "path": errors.clip(scope["path"], 200), "route": route,
+                    "request_id": request_id, "method": scope["method"], "path": errors.clip(scope["path"], 200), "route": route,
                     "status": state["status"], "duration_ms": round(elapsed * 1000, 3),
                     "bytes_in": state["in"], "bytes_out": state["out"],
                     "client": f"{client[0]}:{client[1]}" if client else None,

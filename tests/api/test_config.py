@@ -95,3 +95,12 @@ def test_python_m_service_serves_with_two_workers(tmp_path: Path) -> None:
         request = urllib.request.Request(f"{base}/v1/penalty", data=seed, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.loads(response.read())["penalty"] == 4.8
+        for _ in range(6):  # spread over both workers
+            urllib.request.urlopen(f"{base}/healthz", timeout=10).close()
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        # multiprocess mode: whichever worker answers, /metrics adds up both
+        assert 'penalty_requests_total{method="POST",route="/v1/network",status="413"} 1.0' in metrics
+        assert 'penalty_requests_total{method="POST",route="/v1/penalty",status="200"} 1.0' in metrics
+        healthz = [line for line in metrics.splitlines() if line.startswith('penalty_requests_total{method="GET",route="/healthz"')]
+        assert len(healthz) == 1 and float(healthz[0].split()[-1]) >= 6

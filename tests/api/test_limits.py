@@ -103,3 +103,33 @@ def test_nesting_limit_is_a_setting(make_client: MakeClient) -> None:
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["msg"] == (
         "the array nests more than 2 levels deep; tensors have at most 2 dimensions")
+
+
+# --- bounded echoes: whatever the client sends, the error body stays small -------------------
+
+
+def test_a_long_unknown_field_name_is_clipped_in_loc_and_message(client: TestClient) -> None:
+    name = "x" * 5000
+    response = client.post("/v1/penalty", json={"tensor": [1], "regularizer": "l1", name: 1})
+    clipped = "x" * 63 + "…"
+    assert (response.status_code, response.json()) == (422, envelope(
+        "unknown_field", f"body.{clipped}: unknown field; the fields are tensor, regularizer, return_gradient, encoding",
+        [{"loc": ["body", clipped], "msg": "unknown field; the fields are tensor, regularizer, return_gradient, "
+          "encoding", "type": "unknown_field"}]))
+
+
+def test_a_megabyte_key_is_not_compared_for_a_hint(client: TestClient) -> None:
+    """difflib on a 2 MB string would take seconds; a word that long is close to no field."""
+    response = client.post("/v1/penalty", json={"tensor": [1], "regularizer": "l1", "y" * 2_000_000: 1})
+    assert response.status_code == 422 and len(response.content) < 1000
+    assert "did you mean" not in response.text
+
+
+def test_thousands_of_errors_give_a_bounded_body(client: TestClient) -> None:
+    weights = {f"w{i}": {"tensor": ["not a number"], "regularizer": "l1"} for i in range(3000)}
+    response = client.post("/v1/penalties", json={"weights": weights})
+    details = response.json()["error"]["details"]
+    assert response.status_code == 422 and len(response.content) < 8000
+    assert len(details) == 21
+    assert details[-1] == {"loc": ["body"], "msg": "2980 more errors are not listed", "type": "more_errors"}
+    assert response.json()["error"]["message"].endswith("(and 2997 more errors, the first 20 listed in details)")
