@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # penalty-service image: stage 1 builds the wheel, stage 2 installs only that wheel and its
 # runtime dependencies into a slim Python (no compilers, no dev extras, no source tree).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -21,7 +20,9 @@ RUN groupadd --system --gid 10001 penalty \
         --home-dir /nonexistent --shell /usr/sbin/nologin penalty
 RUN --mount=type=bind,from=build,source=/dist,target=/dist \
     pip install --no-cache-dir /dist/*.whl
-# Settings (see README "Configuration"); every one can be overridden with `docker run -e`.
+# Settings (see README "Operating it"); every one can be overridden with `docker run -e`.
+# The root filesystem may be read-only (compose, Kubernetes): the service writes only to /tmp
+# (Prometheus's multiprocess files when PENALTY_WORKERS > 1), which they mount as tmpfs.
 ENV PENALTY_HOST=0.0.0.0 \
     PENALTY_PORT=8000 \
     PENALTY_WORKERS=1 \

@@ -161,7 +161,8 @@ def test_single_instance_starts_by_default_on_the_container_port(
 ) -> None:
     api = compose["services"]["api"]
     assert "profiles" not in api
-    assert api["ports"] == [f"{container_port(stages)}:{container_port(stages)}"]
+    port = container_port(stages)
+    assert api["ports"] == [f"${{PENALTY_PUBLISH_ADDRESS:-127.0.0.1}}:${{PENALTY_PUBLISH_PORT:-{port}}}:{port}"]
 
 
 def test_scaled_setup_is_replicas_behind_nginx(compose: dict[str, Any]) -> None:
@@ -204,7 +205,7 @@ def test_nginx_balances_over_the_replica_service(
     lb = services["lb"]
     listen = re.search(r"^\s*listen\s+(\d+);", conf, re.M)
     assert listen
-    assert lb["ports"] == [f"{listen.group(1)}:{listen.group(1)}"]
+    assert lb["ports"] == [f"${{PENALTY_PUBLISH_ADDRESS:-127.0.0.1}}:${{PENALTY_LB_PORT:-{listen.group(1)}}}:{listen.group(1)}"]
     assert f"http://127.0.0.1:{listen.group(1)}/healthz" in lb["healthcheck"]["test"]
 
     if "resolve" in options.split():
