@@ -97,7 +97,7 @@ def test_compose_file_is_valid_compose() -> None:
 
 
 def test_compose_validation_can_fail() -> None:
-    with pytest.raises(ValueError, match="pids_limit|u32"):
+    with pytest.raises(ValueError, match=r"pids_limit|u32"):
         PyOptions(apply_merge=True).from_yaml(interpolated(COMPOSE.read_text()).replace("pids_limit: 256", "pids_limit: many"))
 
 
