@@ -26,7 +26,7 @@ from starlette.datastructures import Headers
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import __version__, budget, errors, observability
+from service import __version__, budget, errors, observability, offload
 from service.api import router
 from service.config import Settings, get_settings
 
@@ -52,6 +52,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     yield
+    offload.shutdown()
     observability.mark_worker_dead()
 
 

@@ -18,7 +18,7 @@ Two budgets, both settings (``service.config``):
 How to price something new (the hook)
 -------------------------------------
 * A new regularizer, activation or loss: add its class to :data:`SPEC_COSTS`, a
-  function ``(spec, shape) -> Cost`` for one tensor of ``shape``.  Unlisted classes cost
+  function ``(spec, shape, itemsize) -> Cost`` for one tensor of ``shape``.  Unlisted classes cost
   :data:`DEFAULT_PER_ELEMENT` per element.
 * A new request model: decorate ``def f(model) -> Cost`` with ``@prices(ModelClass)``.
   A model with no pricer is priced by :func:`default_price`: every tensor it holds, at
@@ -32,8 +32,8 @@ How to price something new (the hook)
     True
     >>> cost_of(Orthogonal(), (10**6, 1)).work               # one column: the O(n) form
     12000000
-    >>> cost_of(L1(), (2, 2, 4))
-    Cost(work=48, bytes=384)
+    >>> cost_of(L1(), (2, 2, 4), itemsize=4)               # 16 elements, 2 float32 temporaries
+    Cost(work=96, bytes=128)
 """
 
 from __future__ import annotations
@@ -54,12 +54,23 @@ from service.core import regularizers
 from service.core.activations import Activation
 from service.core.losses import Loss
 
-#: Bytes of one element at work (float64 at worst; float16/32 are widened to float32).
+#: Bytes of one element at work when the dtype is not known (float64 at worst).
 ELEMENT = 8
-#: Bytes of one element of a JSON response (orjson's shortest repr, comma, buffer growth).
-ENCODED = 32
-#: Work and bytes per element of a spec with no entry in :data:`SPEC_COSTS`.
-DEFAULT_PER_ELEMENT = (30, 4 * ELEMENT)
+#: Work and whole arrays of temporaries per element of a spec with no entry in :data:`SPEC_COSTS`.
+DEFAULT_PER_ELEMENT = (30, 4)
+
+
+def work_itemsize(x: np.ndarray) -> int:
+    """Bytes of one element of ``x`` at work: float16 and float32 work in float32."""
+    return 8 if x.dtype == np.float64 else 4
+
+
+def encoded(itemsize: int, encoding: Any = "json") -> int:
+    """Bytes of one answered element: orjson's shortest repr and a comma (at most 16
+    characters for float32, 25 for float64), or b64 (the raw bytes and 4/3 of them)."""
+    if str(getattr(encoding, "value", encoding)) == "b64":
+        return itemsize + (4 * itemsize + 2) // 3
+    return 16 if itemsize <= 4 else 25
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -85,46 +96,52 @@ def elements(shape: tuple[int, ...]) -> int:
 # --------------------------------------------------------------------------- specs
 
 
-def _elementwise(work: int, nbytes: int) -> Callable[[Any, tuple[int, ...]], Cost]:
-    def cost(_: Any, shape: tuple[int, ...]) -> Cost:
+SpecCost = Callable[[Any, tuple[int, ...], int], Cost]
+
+
+def _elementwise(work: int, arrays: int) -> SpecCost:
+    """``work`` operations and ``arrays`` temporaries the size of the tensor, per element."""
+
+    def cost(_: Any, shape: tuple[int, ...], itemsize: int) -> Cost:
         n = elements(shape)
-        return Cost(work * n, nbytes * n)
+        return Cost(work * n, arrays * itemsize * n)
 
     return cost
 
 
-def _orthogonal(spec: regularizers.Orthogonal, shape: tuple[int, ...]) -> Cost:
+def _orthogonal(spec: regularizers.Orthogonal, shape: tuple[int, ...], itemsize: int) -> Cost:
     """Rows ``n`` and columns ``d`` of the oriented tensor: ``V Vᵀ`` in row blocks of at
     most ``ORTHOGONAL_BLOCK_ELEMENTS`` for the penalty and again for the gradient
     (2·n²·d multiply-adds, ~4 passes over n² elements), or the O(n) form when ``d = 1``."""
     if len(shape) != 2:
-        return Cost(elements(shape), ELEMENT * elements(shape))  # refused by the core
+        return Cost(elements(shape), itemsize * elements(shape))  # refused by the core
     n, d = shape if spec.mode == "rows" else shape[::-1]
     if d == 1 or n < 2:
-        return Cost(12 * n, 6 * ELEMENT * n)
+        return Cost(12 * n, 6 * 8 * n)  # the sums run in float64
     block = min(n * n, max(regularizers.ORTHOGONAL_BLOCK_ELEMENTS, n))
-    return Cost(2 * n * n * d + 4 * n * n, 6 * ELEMENT * n * d + 2 * ELEMENT * block)
+    return Cost(2 * n * n * d + 4 * n * n, 6 * itemsize * n * d + 2 * itemsize * block)
 
 
-#: spec class -> ``(spec, shape) -> Cost`` of applying it (value and gradient) to one tensor.
-SPEC_COSTS: dict[type, Callable[[Any, tuple[int, ...]], Cost]] = {
-    regularizers.L1: _elementwise(6, 3 * ELEMENT),
-    regularizers.L2: _elementwise(6, 3 * ELEMENT),
-    regularizers.L1L2: _elementwise(10, 3 * ELEMENT),
+#: spec class -> ``(spec, shape, itemsize) -> Cost`` of applying it (value and gradient)
+#: to one tensor whose elements take ``itemsize`` bytes at work.
+SPEC_COSTS: dict[type, SpecCost] = {
+    regularizers.L1: _elementwise(6, 2),
+    regularizers.L2: _elementwise(6, 2),
+    regularizers.L1L2: _elementwise(10, 3),
     regularizers.Orthogonal: _orthogonal,
-    Activation: _elementwise(40, 4 * ELEMENT),
-    Loss: _elementwise(40, 4 * ELEMENT),
+    Activation: _elementwise(40, 4),
+    Loss: _elementwise(40, 4),
 }
 
 
-def cost_of(spec: Any, shape: tuple[int, ...]) -> Cost:
+def cost_of(spec: Any, shape: tuple[int, ...], itemsize: int = ELEMENT) -> Cost:
     """The cost of ``spec`` (a core regularizer, activation or loss) on one tensor."""
     if spec is None:
         return Cost()
     for cls in type(spec).__mro__:
         if cls in SPEC_COSTS:
-            return SPEC_COSTS[cls](spec, shape)
-    return _elementwise(*DEFAULT_PER_ELEMENT)(spec, shape)
+            return SPEC_COSTS[cls](spec, shape, itemsize)
+    return _elementwise(*DEFAULT_PER_ELEMENT)(spec, shape, itemsize)
 
 
 # --------------------------------------------------------------------------- requests
@@ -160,7 +177,7 @@ def tensors(value: Any) -> Iterator[np.ndarray]:
 def default_price(model: BaseModel) -> Cost:
     """Decoding, one pass and a gradient-sized answer for each tensor of ``model``."""
     n = sum(t.size for t in tensors(model))
-    return Cost(10 * n, (3 * ELEMENT + ENCODED) * n)
+    return Cost(10 * n, (3 * ELEMENT + encoded(ELEMENT)) * n)
 
 
 def price(model: BaseModel) -> Cost:
@@ -314,58 +331,65 @@ from service.schemas import (  # noqa: E402
 )
 
 
-def _tensor(x: np.ndarray, regularizer: Any, gradient: bool) -> Cost:
-    n = x.size
-    answer = Cost(n, (ELEMENT + ENCODED) * n) if gradient else Cost()
-    return Cost(n, ELEMENT * n) + cost_of(regularizer, x.shape) + answer
+def _tensor(x: np.ndarray, regularizer: Any, gradient: bool, encoding: Any) -> Cost:
+    """The decoded tensor, the regularizer's work, and the gradient array and its answer."""
+    n, item = x.size, work_itemsize(x)
+    answer = Cost(n, (x.itemsize + encoded(item, encoding)) * n) if gradient else Cost()
+    return Cost(n, x.itemsize * n) + cost_of(regularizer, x.shape, item) + answer
 
 
 @prices(PenaltyRequest)
 def _penalty(r: PenaltyRequest) -> Cost:
-    return _tensor(r.tensor, r.regularizer, r.return_gradient)
+    return _tensor(r.tensor, r.regularizer, r.return_gradient, r.encoding)
 
 
 @prices(PenaltiesRequest)
 def _penalties(r: PenaltiesRequest) -> Cost:
-    return sum((_tensor(w.tensor, w.regularizer, r.return_gradients) for w in r.weights.values()), Cost())
+    return sum(
+        (_tensor(w.tensor, w.regularizer, r.return_gradients, r.encoding) for w in r.weights.values()), Cost()
+    )
 
 
-def _layers(inputs: np.ndarray, layers: list[Any], loss: Any, targets: np.ndarray | None, gradients: bool) -> Cost:
+def _layers(
+    inputs: np.ndarray, layers: list[Any], loss: Any, targets: np.ndarray | None, gradients: bool, encoding: Any
+) -> Cost:
     """Forward through Dense layers (``b×i @ i×o`` each), every penalty, and for each term
     (data loss, every penalty) its backward pass through the layers it reaches and one
     gradient per parameter, all encoded."""
     batch = elements(inputs.shape[:-1]) if inputs.ndim else 1
-    cost = Cost(inputs.size, ELEMENT * inputs.size)
+    item = work_itemsize(inputs)
+    out = item + encoded(item, encoding)
+    cost = Cost(inputs.size, item * inputs.size)
     matmuls = parameters = terms = 0
     for layer in layers:
         k = layer.kernel
         if k.ndim != 2:  # the core refuses it before computing
-            return cost + Cost(k.size, ELEMENT * k.size)
+            return cost + Cost(k.size, item * k.size)
         outputs = (batch, k.shape[1])
         matmuls += 2 * batch * k.shape[0] * k.shape[1]
         parameters += k.size + (layer.bias.size if layer.bias is not None else 0)
-        cost += Cost(0, 3 * ELEMENT * elements(outputs) + ENCODED * elements(outputs))
-        cost += cost_of(layer.activation, outputs) + cost_of(layer.activity_regularizer, outputs)
-        cost += cost_of(layer.kernel_regularizer, k.shape)
+        cost += Cost(0, (2 * item + out) * elements(outputs))
+        cost += cost_of(layer.activation, outputs, item) + cost_of(layer.activity_regularizer, outputs, item)
+        cost += cost_of(layer.kernel_regularizer, k.shape, item)
         if layer.bias is not None:
-            cost += cost_of(layer.bias_regularizer, layer.bias.shape)
+            cost += cost_of(layer.bias_regularizer, layer.bias.shape, item)
         terms += sum(r is not None for r in (layer.activity_regularizer, layer.kernel_regularizer, layer.bias_regularizer))
         batch_outputs = outputs
     if targets is not None:
-        cost += Cost(targets.size, ELEMENT * targets.size) + cost_of(loss, batch_outputs)
+        cost += Cost(targets.size, item * targets.size) + cost_of(loss, batch_outputs, item)
         terms += 1
     cost += Cost(matmuls, 0)
     if gradients:
         reach = terms + 1  # each term, and their total
-        cost += Cost(2 * matmuls * reach, (ELEMENT + ENCODED) * (parameters + inputs.size) * reach)
+        cost += Cost(2 * matmuls * reach, out * (parameters + inputs.size) * reach)
     return cost
 
 
 @prices(DenseRequest)
 def _dense(r: DenseRequest) -> Cost:
-    return _layers(r.inputs, [r], None, None, r.return_gradients)
+    return _layers(r.inputs, [r], None, None, r.return_gradients, r.encoding)
 
 
 @prices(NetworkRequest)
 def _network(r: NetworkRequest) -> Cost:
-    return _layers(r.inputs, list(r.layers), r.loss, r.targets, r.return_gradients)
+    return _layers(r.inputs, list(r.layers), r.loss, r.targets, r.return_gradients, r.encoding)

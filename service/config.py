@@ -53,11 +53,14 @@ class Settings(BaseSettings):
     max_work_bytes: int = Field(256 * MiB, ge=1)
 
     # --- admission control of one worker (503 + Retry-After)
-    max_concurrent_requests: int = Field(16, ge=1)
+    max_concurrent_requests: int = Field(64, ge=1)
     max_inflight_bytes: int = Field(1024 * MiB, ge=1)
     #: bytes a request is assumed to hold per body byte while it is parsed and answered
-    body_memory_factor: int = Field(12, ge=1, le=100)
+    body_memory_factor: int = Field(8, ge=1, le=100)
     retry_after_seconds: int = Field(1, ge=1, le=3600)
+    #: bodies of at least this many bytes are served in a process pool (0: never)
+    offload_bytes: int = Field(1024 * 1024, ge=0)
+    offload_processes: int = Field(2, ge=1, le=64)
 
     # --- server (uvicorn) limits
     max_header_bytes: int = Field(64 * 1024, ge=1024)

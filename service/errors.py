@@ -221,19 +221,19 @@ def core_loc(exc: CoreError) -> Loc:
 # --------------------------------------------------------------------------- handlers
 
 
-def _api_error(_: Request, exc: Exception) -> JSONResponse:
+def _api_error(_: Request | None, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-def _core_error(_: Request, exc: Exception) -> JSONResponse:
+def _core_error(_: Request | None, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CoreError)
     status = next((s for cls, s in CORE_STATUS.items() if isinstance(exc, cls)), 400)
     details = [{"loc": core_loc(exc), "msg": exc.message, "type": exc.code}]
     return error_response(status, exc.code, exc.message, details)
 
 
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _validation_error(_: Request | None, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [_detail(e) for e in exc.errors()]
     code = details[0]["type"] if details else "validation_error"
@@ -273,6 +273,20 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, clip(request.url.path, 200), exc_info=exc)
     return error_response(500, "internal_error", "internal error; it has been logged")
+
+
+def render(exc: Exception) -> tuple[JSONResponse, str]:
+    """The response the handlers give ``exc``, and its code, outside a request (in the
+    process pool of ``service.offload``; the request's own process counts and logs it)."""
+    if isinstance(exc, ApiError):
+        response = _api_error(None, exc)
+    elif isinstance(exc, CoreError):
+        response = _core_error(None, exc)
+    elif isinstance(exc, RequestValidationError):
+        response = _validation_error(None, exc)
+    else:
+        response = error_response(500, "internal_error", "internal error; it has been logged")
+    return response, str(orjson.loads(response.body)["error"]["code"])
 
 
 def install(app: FastAPI) -> None:

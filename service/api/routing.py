@@ -14,6 +14,8 @@ changes only how bytes become models and models become bytes:
 * off the event loop — parsing, validation and pricing (``service.budget``) of a body
   run in the threadpool (:meth:`WireRoute.prepare`), so probes answer while large
   bodies are decoded; FastAPI then receives the validated model and passes it through.
+  A body of ``PENALTY_OFFLOAD_BYTES`` or more is served whole in a process pool
+  (``service.offload``): the GIL is held for a large body's whole parse.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 from starlette.concurrency import run_in_threadpool
 
-from service import budget
+from service import budget, errors, offload
 from service.config import Settings
 from service.errors import InvalidJson, JSONResponse, UnsupportedMediaType
 from service.schemas import budget_for, decoding
@@ -100,6 +102,11 @@ class WireRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         has_body = self.body_field is not None
+        params = self.dependant
+        offloadable = has_body and len(params.body_params) == 1 and not (
+            params.path_params or params.query_params or params.header_params
+            or params.cookie_params or params.dependencies
+        )
 
         async def route_handler(request: Request) -> Response:
             settings: Settings = request.app.state.settings
@@ -107,6 +114,8 @@ class WireRoute(APIRoute):
             if has_body:
                 require_json(request)
                 body = await request.body()  # over the size limit: a 413 here
+                if offloadable and settings.offload_bytes and len(body) >= settings.offload_bytes:
+                    return await self.offloaded(body, settings)
                 if body:  # (FastAPI reports an empty body as a missing field)
                     ticket = request.scope.get(budget.SCOPE_KEY)
                     request.parsed = await run_in_threadpool(self.prepare, body, settings, ticket)
@@ -115,23 +124,40 @@ class WireRoute(APIRoute):
 
         return route_handler
 
-    # --- the threadpool's share of a request (issue 7: keep the event loop free)
+    # --- the threadpool's (or the process pool's) share of a request (keep the event loop free)
+
+    async def offloaded(self, body: bytes, settings: Settings) -> Response:
+        """The whole request served in ``service.offload``'s process pool."""
+        where = (self.endpoint.__module__, self.endpoint.__name__)
+        status, content, headers, code, trace = await offload.serve(where, body, settings)
+        if code is not None:
+            for hook in errors.ON_ERROR:
+                hook(code, status)
+        if trace:
+            errors.logger.error("unhandled error on POST %s (in the process pool)\n%s", self.path_format, trace)
+        return Response(content, status, headers, media_type="application/json")
 
     def prepare(self, body: bytes, settings: Settings, ticket: budget.Ticket | None) -> Any:
-        """Parse ``body``; when the route's body is one model, validate it (under the
-        element limits) and charge its priced cost (``service.budget``) to ``ticket``."""
-        parsed = parse_json(body, settings.max_nesting_depth)
+        """Parse ``body``; when the route's body is one model, validate and price it
+        (:func:`prepare_body`)."""
         model = self.body_field.field_info.annotation if self.body_field is not None else None
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return parsed
-        with decoding(budget_for(settings)):
-            try:
-                validated = model.model_validate(parsed, from_attributes=True)  # as FastAPI does
-            except ValidationError as exc:
-                raise RequestValidationError(
-                    [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-                ) from None
-        cost = budget.charge(validated, settings.max_work, settings.max_work_bytes)
-        if ticket is not None:
-            ticket.reserve(cost.bytes)
-        return validated
+        return prepare_body(model, body, settings, ticket)
+
+
+def prepare_body(model: Any, body: bytes, settings: Settings, ticket: budget.Ticket | None) -> Any:
+    """``body`` parsed; when ``model`` is a pydantic model, validated (under the element
+    limits) as FastAPI would, and its priced cost (``service.budget``) charged to ``ticket``."""
+    parsed = parse_json(body, settings.max_nesting_depth)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return parsed
+    with decoding(budget_for(settings)):
+        try:
+            validated = model.model_validate(parsed, from_attributes=True)  # as FastAPI does
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            ) from None
+    cost = budget.charge(validated, settings.max_work, settings.max_work_bytes)
+    if ticket is not None:
+        ticket.reserve(cost.bytes)
+    return validated

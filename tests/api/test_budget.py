@@ -40,6 +40,7 @@ def test_orthogonal_is_priced_n_squared_d_unless_one_column() -> None:
     assert budget.cost_of(R.Orthogonal(), (10**6, 1)) == budget.Cost(12 * 10**6, 48 * 10**6)
     # memory: the tensor and one block of V·Vᵀ, never the n×n matrix
     assert cost.bytes == 6 * 8 * n * d + 2 * 8 * R.ORTHOGONAL_BLOCK_ELEMENTS
+    assert budget.cost_of(R.Orthogonal(), (n, d), itemsize=4).bytes == cost.bytes // 2
     assert cost.bytes < 8 * n * n / 20
 
 
@@ -53,8 +54,8 @@ def test_an_unlisted_spec_gets_the_default_price() -> None:
     class Custom:
         pass
 
-    work, nbytes = budget.DEFAULT_PER_ELEMENT
-    assert budget.cost_of(Custom(), (7,)) == budget.Cost(7 * work, 7 * nbytes)
+    work, arrays = budget.DEFAULT_PER_ELEMENT
+    assert budget.cost_of(Custom(), (7,), itemsize=4) == budget.Cost(7 * work, 7 * 4 * arrays)
 
 
 def test_a_request_model_without_a_pricer_pays_for_its_tensors() -> None:
@@ -64,12 +65,15 @@ def test_a_request_model_without_a_pricer_pays_for_its_tensors() -> None:
         b: list[np.ndarray]
 
     model = Future(a=np.zeros((2, 3)), b=[np.zeros(4), np.zeros(5)])
-    assert budget.price(model) == budget.Cost(10 * 15, (3 * 8 + 32) * 15)
+    assert budget.price(model) == budget.Cost(10 * 15, (3 * 8 + 25) * 15)
 
 
 def test_a_registered_pricer_is_used() -> None:
-    request = PenaltyRequest.model_validate({"tensor": [1.0, 2.0], "regularizer": "l2"})
-    assert budget.price(request) == budget.Cost(2, 16) + budget.cost_of(R.L2(), (2,)) + budget.Cost(2, 80)
+    request = PenaltyRequest.model_validate({"tensor": [1.0, 2.0], "regularizer": "l2"})  # FP32
+    # the tensor (4 B), L2's two float32 temporaries, the gradient (4 B) and its JSON (16 B)
+    assert budget.price(request) == budget.Cost(2, 8) + budget.Cost(12, 16) + budget.Cost(2, 40)
+    b64 = PenaltyRequest.model_validate({"tensor": [1.0, 2.0], "regularizer": "l2", "encoding": "b64"})
+    assert budget.price(b64).bytes == 8 + 16 + 2 * (4 + 4 + 6)
 
 
 # --- 413 too_expensive -----------------------------------------------------------------------
@@ -206,7 +210,7 @@ def test_concurrent_requests_over_the_budget_are_503_and_readyz_says_so(make_cli
 def test_the_priced_cost_is_reserved_while_the_request_runs(make_client: MakeClient) -> None:
     body = json.dumps({"tensor": [1.0] * 1000, "regularizer": "l1"}).encode()
     priced = budget.price(PenaltyRequest.model_validate_json(body)).bytes
-    assert priced == 8 * 1000 + 3 * 8 * 1000 + 40 * 1000
+    assert priced == 4 * 1000 + 2 * 4 * 1000 + (4 + 16) * 1000
     upfront = budget.PER_REQUEST + len(body) * 12
     headers = {"Content-Type": "application/json"}
     for room, status in ((priced - 1, 503), (priced, 200)):
@@ -216,5 +220,5 @@ def test_the_priced_cost_is_reserved_while_the_request_runs(make_client: MakeCli
         admission: budget.Admission = client.app.state.admission  # type: ignore[attr-defined]
         assert (admission.requests, admission.bytes) == (0, 0)
     assert f"this request needs {priced}" in make_client(
-        max_inflight_bytes=upfront + priced - 1, max_body_bytes=len(body)
+        max_inflight_bytes=upfront + priced - 1, max_body_bytes=len(body), body_memory_factor=12
     ).post("/v1/penalty", content=body, headers=headers).json()["error"]["message"]

@@ -1,0 +1,102 @@
+"""Large bodies are served in a process pool, so the event loop never waits on them.
+
+A thread does not free the event loop from a large JSON body: parsing it (``jiter``),
+turning lists into arrays and writing the answer (``orjson``) each hold the GIL for the
+whole call — 0.7 s, 0.2 s and 0.4 s for a 64 MiB body — and ``/healthz`` would wait as
+long.  A body of at least ``PENALTY_OFFLOAD_BYTES`` (1 MiB) is therefore sent to one of
+``PENALTY_OFFLOAD_PROCESSES`` worker processes, which parse, validate, price, compute and
+encode it exactly as the threadpool path does (the same :class:`~service.api.routing.WireRoute`
+code) and send back the finished response bytes; error responses are rendered there by
+the same handlers (:func:`service.errors.render`).  Smaller bodies stay in the threadpool
+(a round trip to a process costs more than they do).
+
+Memory: a request served here holds its body in the worker process (reserved by
+admission control, ``service.budget``) and its parse, work and answer in a pool process;
+at most ``PENALTY_OFFLOAD_PROCESSES`` such requests run at once, the others wait with
+only their bodies.  The pool is one per worker process, started on first use (``spawn``:
+nothing of the parent's state is shared) and shut down with the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import logging
+import multiprocessing
+import threading
+import traceback
+import typing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from service.config import Settings
+
+logger = logging.getLogger("service")
+
+#: (status, body, headers, error code or None, traceback text or None)
+Result = tuple[int, bytes, dict[str, str], str | None, str | None]
+
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+_lock = threading.Lock()
+
+
+def pool(processes: int) -> ProcessPoolExecutor:
+    """This worker's process pool (started on first use)."""
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size != processes:
+            if _pool is not None:
+                _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+            _pool_size = processes
+        return _pool
+
+
+def shutdown() -> None:
+    global _pool
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True, cancel_futures=True)
+            _pool = None
+
+
+async def serve(endpoint: tuple[str, str], body: bytes, settings: Settings) -> Result:
+    """Serve ``body`` with the route function ``endpoint`` (module, name) in the pool."""
+    loop = asyncio.get_running_loop()
+    call = functools.partial(_serve, endpoint, body, settings)
+    return await loop.run_in_executor(pool(settings.offload_processes), call)
+
+
+# --------------------------------------------------------------------------- in the pool process
+
+
+@functools.cache
+def _endpoint(module: str, name: str) -> tuple[Callable[..., Any], str, type]:
+    """The route function, rendered as ``WireRoute`` renders it, its body parameter and model."""
+    from service.api.routing import _rendered
+
+    function = getattr(importlib.import_module(module), name)
+    hints = {k: v for k, v in typing.get_type_hints(function).items() if k != "return"}
+    ((parameter, model),) = hints.items()
+    return _rendered(function), parameter, model
+
+
+def _serve(endpoint: tuple[str, str], body: bytes, settings: Settings) -> Result:
+    from service import errors
+    from service.api.routing import prepare_body
+    from service.schemas import budget_for, decoding
+
+    try:
+        function, parameter, model = _endpoint(*endpoint)
+        validated = prepare_body(model, body, settings, None)
+        with decoding(budget_for(settings)):
+            response = function(**{parameter: validated})
+        return response.status_code, bytes(response.body), {}, None, None
+    except Exception as exc:
+        rendered, code = errors.render(exc)
+        trace = None if code != "internal_error" else traceback.format_exc()
+        headers = {k: v for k, v in rendered.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return rendered.status_code, bytes(rendered.body), headers, code, trace
