@@ -11,8 +11,9 @@ Starts one server (default settings, one worker, ``127.0.0.1`` and a free port),
    ``PENALTY_MAX_BODY_BYTES`` of JSON numbers, L1 with its gradient), each sent once:
    how many were answered 200, 503 (admission control), or anything else (must be 0);
    the server's peak RSS (``VmHWM``) against the documented bound (RSS at rest +
-   ``PENALTY_MAX_INFLIGHT_BYTES``); ``/healthz`` latency p50/p99, probed every 20 ms on
-   its own connection while the burst runs.
+   ``PENALTY_MAX_INFLIGHT_BYTES``, and the pool processes of ``service.offload``, each
+   within its own bound); ``/healthz`` latency p50/p99, probed every 20 ms by a separate
+   process on its own connection while the burst runs.
 
 Traffic goes to 127.0.0.1 only; every phase has a deadline (``--seconds``), after which
 the run stops and reports what it has.  Prints one JSON object (and a table).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -42,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = json.dumps({"tensor": [[[3, 3, 3, 3], [3, 3, 3, 3]], [[3, 3, 3, 3], [3, 3, 3, 3]]],
                    "regularizer": {"type": "l1", "l1": 0.1}}).encode()
 HEADERS = {"Content-Type": "application/json"}
+#: Variables passed to the server besides PENALTY_* (PYTHONASYNCIODEBUG logs slow callbacks).
+PASSED = ("OPENBLAS_NUM_THREADS", "PYTHONASYNCIODEBUG")
 
 
 def rss(pid: int, field: str) -> int:
@@ -89,6 +93,18 @@ async def small_phase(base: str, count: int, connections: int, deadline: float) 
             "statuses": statuses}
 
 
+def probe(base: str, stop: Any, results: Any, deadline: float) -> None:
+    """GET /healthz every 20 ms on one keep-alive connection until ``stop``; the latencies."""
+    latencies: list[float] = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        while not stop.is_set() and time.monotonic() < deadline:
+            start = time.perf_counter()
+            client.get("/healthz")
+            latencies.append(time.perf_counter() - start)
+            time.sleep(0.02)
+    results.put(latencies)
+
+
 async def large_phase(base: str, pid: int, count: int, body_limit: int, deadline: float) -> dict[str, Any]:
     body = max_body(body_limit)
     statuses: dict[int, int] = {}
@@ -104,13 +120,6 @@ async def large_phase(base: str, pid: int, count: int, body_limit: int, deadline
             code = -1  # a transport error counts as a failure
         statuses[code] = statuses.get(code, 0) + 1
 
-    async def probe() -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            while not done.is_set() and time.monotonic() < deadline:
-                start = time.perf_counter()
-                await client.get("/healthz")
-                probes.append(time.perf_counter() - start)
-                await asyncio.sleep(0.02)
 
     async def sample() -> None:
         while not done.is_set():
@@ -119,7 +128,13 @@ async def large_phase(base: str, pid: int, count: int, body_limit: int, deadline
 
     limits = httpx.Limits(max_connections=count + 1)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=httpx.Timeout(300)) as client:
-        watchers = [asyncio.create_task(probe()), asyncio.create_task(sample())]
+        # The prober is its own process: this one is busy sending the bodies, and its own
+        # delays must not be counted as the server's.
+        stop = multiprocessing.get_context("spawn").Event()
+        results = multiprocessing.get_context("spawn").Queue()
+        prober = multiprocessing.get_context("spawn").Process(target=probe, args=(base, stop, results, deadline))
+        prober.start()
+        watchers = [asyncio.create_task(sample())]
         start = time.perf_counter()
         try:
             await asyncio.wait_for(asyncio.gather(*(one(client) for _ in range(count))),
@@ -128,6 +143,9 @@ async def large_phase(base: str, pid: int, count: int, body_limit: int, deadline
             statuses[0] = count - sum(statuses.values())  # unanswered by the deadline
         elapsed = time.perf_counter() - start
         done.set()
+        stop.set()
+        probes.extend(results.get(timeout=60))
+        prober.join(timeout=30)
         await asyncio.gather(*watchers)
     return {"bodies": count, "body_bytes": len(body), "elapsed_s": round(elapsed, 2), "statuses": statuses,
             "ok_200": statuses.get(200, 0), "overloaded_503": statuses.get(503, 0),
@@ -141,7 +159,8 @@ async def large_phase(base: str, pid: int, count: int, body_limit: int, deadline
 def start_server(env: dict[str, str], logs: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     out = (logs / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--log-level", "warning"],
+    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--log-level",
+                             env.get("PENALTY_LOG_LEVEL", "warning")],
                             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                             env=clean_env({"PYTHONPATH": str(ROOT), **env}))
     base = f"http://127.0.0.1:{port}"
@@ -165,9 +184,10 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings.model_construct()
-    env = {k: v for k, v in os.environ.items() if k.startswith("PENALTY_") or k == "OPENBLAS_NUM_THREADS"}
+    env = {k: v for k, v in os.environ.items() if k.startswith("PENALTY_") or k in PASSED}
     with tempfile.TemporaryDirectory() as logs:
         proc, base = start_server(env, Path(logs))
+        log_copy = os.environ.get("BENCH_SERVER_LOG")
         try:
             asyncio.run(small_phase(base, 200, args.connections, time.monotonic() + 30))  # warm-up
             at_rest = rss(proc.pid, "VmRSS")
@@ -182,6 +202,8 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if log_copy:  # BENCH_SERVER_LOG=path keeps the server's log
+                Path(log_copy).write_text((Path(logs) / "server.log").read_text())
     bound = at_rest + settings.max_inflight_bytes
     report = {
         "small": small, "large": large,

@@ -6,7 +6,8 @@ the app from the environment; tests pass their own :class:`Settings`.
 Middleware, outermost first (each pure ASGI: nothing is buffered, streams stream):
 request id + metrics + access log (``service.observability``, outside even Starlette's
 error middleware, so a 500 has its id too), CORS (when origins are set), API keys,
-admission control (``service.budget``), the body limit and read timeout, the routes.
+the body limit and read timeout (a declared oversize body is a 413 before admission),
+admission control (``service.budget``), the routes.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ class BodyLimit:
         async def counted() -> Message:
             nonlocal received
             try:
-                message = await asyncio.wait_for(receive(), self.read_timeout)
+                async with asyncio.timeout(self.read_timeout):  # no task per chunk, unlike wait_for
+                    message = await receive()
             except TimeoutError:
                 raise errors.RequestTimeout(
                     f"no part of the body arrived for {self.read_timeout} s ({received} bytes read)"
@@ -122,10 +124,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.max_concurrent_requests, settings.max_inflight_bytes, settings.retry_after_seconds
     )
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout)
     app.add_middleware(
         budget.AdmissionControl, admission=app.state.admission, body_factor=settings.body_memory_factor
     )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout)
     app.add_middleware(
         observability.ApiKeys, keys=settings.key_list, metrics=settings.metrics_require_key,
         pages=settings.pages_require_key,

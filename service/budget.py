@@ -281,7 +281,8 @@ SCOPE_KEY = "penalty.ticket"
 class AdmissionControl:
     """ASGI middleware: admit a request under :class:`Admission`, or answer 503.
 
-    With a ``Content-Length`` the body's memory is reserved before a byte is read;
+    With a ``Content-Length`` the body's memory is reserved before a byte is read (a
+    refused body is then read and dropped chunk by chunk, so the client sees the 503);
     without one (chunked) it is reserved chunk by chunk and a chunk that does not fit
     ends the request with a 503.  The reservation is released when the response has
     been sent (for a streaming response, when the stream ends).  The :class:`Ticket`
@@ -304,6 +305,7 @@ class AdmissionControl:
         except errors.Overloaded as exc:
             response = errors.error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
             await response(scope, receive, send)
+            await self._discard_body(receive)
             return
         ticket = Ticket(self.admission)
         scope[SCOPE_KEY] = ticket
@@ -318,6 +320,18 @@ class AdmissionControl:
             await self.app(scope, counted, send)
         finally:
             self.admission.leave(upfront + ticket.bytes)
+
+    async def _discard_body(self, receive: Receive) -> None:
+        """Read and drop the refused request's body (never held: one chunk at a time), so a
+        client still sending it reads the 503 instead of a reset connection.  Bounded by the
+        body limit (a larger declared body is a 413 first) and the read timeout."""
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+        except errors.ApiError:  # over the body limit or its read timeout: stop reading
+            return
 
 
 # --------------------------------------------------------------------------- the routes' pricers

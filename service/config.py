@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(64, ge=1)
     max_inflight_bytes: int = Field(1024 * MiB, ge=1)
     #: bytes a request is assumed to hold per body byte while it is parsed and answered
-    body_memory_factor: int = Field(8, ge=1, le=100)
+    body_memory_factor: int = Field(7, ge=1, le=100)
     retry_after_seconds: int = Field(1, ge=1, le=3600)
     #: bodies of at least this many bytes are served in a process pool (0: never)
     offload_bytes: int = Field(1024 * 1024, ge=0)

@@ -28,7 +28,7 @@ def test_defaults() -> None:
         "max_body_bytes": 67108864, "max_tensor_elements": 16777216, "max_request_elements": 33554432,
         "max_layers": 64, "max_nesting_depth": 32,
         "log_json": True, "max_work": 4_000_000_000, "max_work_bytes": 268435456,
-        "max_concurrent_requests": 64, "max_inflight_bytes": 1073741824, "body_memory_factor": 8,
+        "max_concurrent_requests": 64, "max_inflight_bytes": 1073741824, "body_memory_factor": 7,
         "retry_after_seconds": 1, "offload_bytes": 1048576, "offload_processes": 2, "max_header_bytes": 65536, "timeout_keep_alive": 5, "body_read_timeout": 30.0,
         "timeout_graceful_shutdown": 20, "limit_concurrency": 256, "api_keys": "",
         "metrics_require_key": True, "pages_require_key": False, "cors_origins": "",

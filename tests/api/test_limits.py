@@ -133,3 +133,26 @@ def test_thousands_of_errors_give_a_bounded_body(client: TestClient) -> None:
     assert len(details) == 21
     assert details[-1] == {"loc": ["body"], "msg": "2980 more errors are not listed", "type": "more_errors"}
     assert response.json()["error"]["message"].endswith("(and 2997 more errors, the first 20 listed in details)")
+
+
+def test_a_body_that_stops_arriving_is_a_408() -> None:
+    import asyncio
+
+    import pytest
+
+    from service.app import BodyLimit
+    from service.errors import RequestTimeout
+
+    async def stalled() -> dict[str, Any]:
+        await asyncio.sleep(10)
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def reads_the_body(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+
+    async def send(message: Any) -> None:
+        pass
+
+    scope = {"type": "http", "headers": [], "method": "POST", "path": "/v1/penalty"}
+    with pytest.raises(RequestTimeout, match=r"no part of the body arrived for 0.05 s \(0 bytes read\)"):
+        asyncio.run(BodyLimit(reads_the_body, max_bytes=100, read_timeout=0.05)(scope, stalled, send))

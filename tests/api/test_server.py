@@ -43,7 +43,7 @@ def run_main(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
                                 "than or equal to 1"),
     ([], {"PENALTY_MAX_BODY_BYTES": str(200 * MiB)}, "python -m service: invalid settings: settings: "
      "PENALTY_MAX_INFLIGHT_BYTES (1073741824) is below one largest body's memory, PENALTY_MAX_BODY_BYTES × "
-     "PENALTY_BODY_MEMORY_FACTOR = 1677721600: no such request could ever be admitted"),
+     "PENALTY_BODY_MEMORY_FACTOR = 1468006400: no such request could ever be admitted"),
 ])
 def test_a_bad_flag_or_variable_exits_2_with_one_line(argv: list[str], env: dict[str, str], line: str) -> None:
     result = run_main(*argv, **env)
