@@ -82,7 +82,7 @@ def container(docker: str, image: str) -> Iterator[tuple[str, str]]:
     run([docker, "rm", "-f", name], check=False)
     run([docker, "run", "-d", "--name", name, "--network", "host",
          "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
-         "--memory", "2560m", "--pids-limit", "256",
+         "--memory", "4096m", "--pids-limit", "256",
          "--health-interval", "2s", "--health-start-period", "2s",
          "-e", "PENALTY_HOST=127.0.0.1", "-e", f"PENALTY_PORT={port}", "-e", "PENALTY_WORKERS=2", image])
     try:
