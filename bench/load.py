@@ -113,6 +113,18 @@ def probe(base: str, stop: Any, results: Any, deadline: float) -> None:
     results.put(latencies)
 
 
+def probe_at_rest(base: str, seconds: float) -> dict[str, Any]:
+    """/healthz p50/p99 with nothing else running: what the machine itself adds."""
+    context = multiprocessing.get_context("spawn")
+    stop, results = context.Event(), context.Queue()
+    prober = context.Process(target=probe, args=(base, stop, results, time.monotonic() + seconds))
+    prober.start()
+    latencies = results.get(timeout=seconds + 60)
+    prober.join(timeout=30)
+    return {"probes": len(latencies), "p50_ms": round(percentile(latencies, 0.5) * 1e3, 2),
+            "p99_ms": round(percentile(latencies, 0.99) * 1e3, 2)}
+
+
 async def large_phase(base: str, pid: int, count: int, body_limit: int, deadline: float) -> dict[str, Any]:
     body = max_body(body_limit)
     statuses: dict[int, int] = {}
@@ -199,6 +211,7 @@ def main() -> None:
         try:
             asyncio.run(small_phase(base, 200, args.connections, time.monotonic() + 30))  # warm-up
             at_rest = rss(proc.pid, "VmRSS")
+            resting = probe_at_rest(base, 5.0)
             small = asyncio.run(small_phase(base, args.small, args.connections, time.monotonic() + args.seconds))
             large = asyncio.run(large_phase(base, proc.pid, args.large, settings.max_body_bytes,
                                             time.monotonic() + args.seconds))
@@ -216,14 +229,15 @@ def main() -> None:
     bound = worker_memory_bound(settings, at_rest)
     total = peak + sum(pool_peaks)  # each its own peak: more than they ever held at once
     report = {
-        "small": small, "large": large,
+        "healthz_at_rest": resting, "small": small, "large": large,
         "memory": {"rss_at_rest_mib": round(at_rest / 2**20, 1), "worker_peak_rss_mib": round(peak / 2**20, 1),
                    "pool_peak_rss_mib": [round(p / 2**20, 1) for p in pool_peaks],
                    "total_peak_rss_mib": round(total / 2**20, 1),
                    "documented_bound_mib": round(bound / 2**20, 1), "within_bound": total <= bound},
     }
     print(json.dumps(report, indent=2))
-    print(f"\nsmall: {small['req_per_s']} req/s, p50 {small['p50_ms']} ms, p99 {small['p99_ms']} ms "
+    print(f"\n/healthz at rest: p50 {resting['p50_ms']} ms, p99 {resting['p99_ms']} ms ({resting['probes']} probes)")
+    print(f"small: {small['req_per_s']} req/s, p50 {small['p50_ms']} ms, p99 {small['p99_ms']} ms "
           f"({small['requests']} requests, {small['connections']} connections, statuses {small['statuses']})")
     print(f"large: {large['bodies']} × {large['body_bytes']} B: {large['ok_200']} × 200, "
           f"{large['overloaded_503']} × 503, {large['other_non_2xx']} other; /healthz p99 "
