@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from service import wire
 from service.core import activations, losses, regularizers
-from service.core.errors import CoreError
+from service.core.errors import CoreError, SpecError
 from service.core.network import LayerSpec
 from service.errors import TooManyLayers, did_you_mean
 from service.schemas.base import (
@@ -158,9 +158,19 @@ def _core_spec(get: Callable[[Any], T]) -> Callable[[Any], T]:
     return validate
 
 
+def _regularizer(value: Any) -> regularizers.Regularizer:
+    """``regularizers.get``, after checking the types of a Keras dict's ``module`` and
+    ``registered_name`` (ignored, but a string or null as Keras writes them)."""
+    if isinstance(value, dict) and "class_name" in value:
+        for key in ("module", "registered_name"):
+            if value.get(key) is not None and not isinstance(value[key], str):
+                raise SpecError(f"{key} must be a string or null, got {type(value[key]).__name__}", field=key)
+    return regularizers.get(value)
+
+
 Regularizer = Annotated[
     regularizers.Regularizer,
-    ParsedBy(_core_spec(regularizers.get), RegularizerIdentifier | TaggedRegularizer | KerasRegularizer),
+    ParsedBy(_core_spec(_regularizer), RegularizerIdentifier | TaggedRegularizer | KerasRegularizer),
 ]
 Activation = Annotated[
     activations.Activation, ParsedBy(_core_spec(activations.get), ActivationName | ActivationObject)

@@ -156,3 +156,12 @@ def test_a_body_that_stops_arriving_is_a_408() -> None:
     scope = {"type": "http", "headers": [], "method": "POST", "path": "/v1/penalty"}
     with pytest.raises(RequestTimeout, match=r"no part of the body arrived for 0.05 s \(0 bytes read\)"):
         asyncio.run(BodyLimit(reads_the_body, max_bytes=100, read_timeout=0.05)(scope, stalled, send))
+
+
+def test_keras_module_and_registered_name_are_strings_or_null(client: TestClient) -> None:
+    keras = {"class_name": "L1", "config": {"l1": 0.1}, "module": "keras.regularizers", "registered_name": None}
+    assert client.post("/v1/penalty", json={"tensor": [1.0], "regularizer": keras}).status_code == 200
+    for key, value, kind in (("module", [1, 2], "list"), ("registered_name", {"a": 1}, "dict"), ("module", 5, "int")):
+        response = client.post("/v1/penalty", json={"tensor": [1.0], "regularizer": {**keras, key: value}})
+        assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_spec")
+        assert response.json()["error"]["details"][0]["msg"] == f"{key} must be a string or null, got {kind}"
