@@ -127,7 +127,7 @@ def probe_at_rest(base: str, seconds: float) -> dict[str, Any]:
 
 async def large_phase(base: str, pid: int, count: int, body_limit: int, deadline: float) -> dict[str, Any]:
     body = max_body(body_limit)
-    statuses: dict[int, int] = {}
+    statuses: dict[int | str, int] = {}
     probes: list[float] = []
     rss_samples: list[int] = []
     done = asyncio.Event()
@@ -135,9 +135,9 @@ async def large_phase(base: str, pid: int, count: int, body_limit: int, deadline
     async def one(client: httpx.AsyncClient) -> None:
         try:
             response = await client.post("/v1/penalty", content=body, headers=HEADERS)
-            code = response.status_code
-        except httpx.HTTPError:
-            code = -1  # a transport error counts as a failure
+            code: int | str = response.status_code
+        except httpx.HTTPError as exc:
+            code = type(exc).__name__  # a transport error counts as a failure
         statuses[code] = statuses.get(code, 0) + 1
 
 

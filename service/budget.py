@@ -290,8 +290,8 @@ SCOPE_KEY = "penalty.ticket"
 class AdmissionControl:
     """ASGI middleware: admit a request under :class:`Admission`, or answer 503.
 
-    With a ``Content-Length`` the body's memory is reserved before a byte is read (a
-    refused body is then read and dropped chunk by chunk, so the client sees the 503);
+    With a ``Content-Length`` the decision is made before a byte is read (a refused body
+    is then read and dropped chunk by chunk, never held, and the 503 sent after it);
     without one (chunked) it is reserved chunk by chunk and a chunk that does not fit
     ends the request with a 503.  The reservation is released when the response has
     been sent (for a streaming response, when the stream ends).  The :class:`Ticket`
@@ -313,8 +313,8 @@ class AdmissionControl:
             self.admission.enter(upfront)
         except errors.Overloaded as exc:
             response = errors.error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
-            await response(scope, receive, send)
             await self._discard_body(receive)
+            await response(scope, receive, send)
             return
         ticket = Ticket(self.admission)
         scope[SCOPE_KEY] = ticket
@@ -331,9 +331,11 @@ class AdmissionControl:
             self.admission.leave(upfront + ticket.bytes)
 
     async def _discard_body(self, receive: Receive) -> None:
-        """Read and drop the refused request's body (never held: one chunk at a time), so a
-        client still sending it reads the 503 instead of a reset connection.  Bounded by the
-        body limit (a larger declared body is a 413 first) and the read timeout."""
+        """Read and drop the refused request's body, one chunk at a time (nothing is held),
+        before answering: a client that reads no response until it has sent its whole body
+        would otherwise see the connection closed under it (uvicorn stops reading a request
+        once its response is complete).  Bounded by the body limit (a larger declared body
+        is a 413 first) and the body read timeout."""
         try:
             while True:
                 message = await receive()

@@ -151,7 +151,7 @@ def overloaded(message: str) -> dict[str, Any]:
     return {"error": {"code": "overloaded", "message": message, "details": []}}
 
 
-def test_declared_body_over_the_inflight_budget_is_503_before_reading(make_client: MakeClient) -> None:
+def test_declared_body_over_the_inflight_budget_is_503_without_reserving_it(make_client: MakeClient) -> None:
     client = make_client(max_body_bytes=1000, body_memory_factor=10, max_inflight_bytes=10_000 + 70_000)
     app_admission: budget.Admission = client.app.state.admission  # type: ignore[attr-defined]
     app_admission.bytes = 70_000  # as if another request held it
