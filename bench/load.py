@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=240, help="deadline of each phase (default 240)")
     args = parser.parse_args()
 
-    settings = Settings.model_construct()
+    settings = Settings()  # the environment's, as the server reads them
     env = {k: v for k, v in os.environ.items() if k.startswith("PENALTY_") or k in PASSED}
     with tempfile.TemporaryDirectory() as logs:
         proc, base = start_server(env, Path(logs))
