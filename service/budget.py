@@ -20,7 +20,8 @@ How to price something new (the hook)
 * A new regularizer, activation or loss: add its class to :data:`SPEC_COSTS`, a
   function ``(spec, shape, itemsize) -> Cost`` for one tensor of ``shape``.  Unlisted classes cost
   :data:`DEFAULT_PER_ELEMENT` per element.
-* A new request model: decorate ``def f(model) -> Cost`` with ``@prices(ModelClass)``.
+* A new request model: decorate ``def f(model) -> Cost`` with ``@prices(ModelClass)``
+  (the routes' own pricers are in ``service/pricing.py``).
   A model with no pricer is priced by :func:`default_price`: every tensor it holds, at
   the cost of decoding, echoing and differentiating it once (so a new route is bounded
   from its first day, if roughly).
@@ -345,76 +346,5 @@ class AdmissionControl:
             return
 
 
-# --------------------------------------------------------------------------- the routes' pricers
-# (imported last: the schemas are built from the core specs priced above)
-
-from service.schemas import (  # noqa: E402
-    DenseRequest,
-    NetworkRequest,
-    PenaltiesRequest,
-    PenaltyRequest,
-)
-
-
-def _tensor(x: np.ndarray, regularizer: Any, gradient: bool, encoding: Any) -> Cost:
-    """The decoded tensor, the regularizer's work, and the gradient array and its answer."""
-    n, item = x.size, work_itemsize(x)
-    answer = Cost(n, (x.itemsize + encoded(item, encoding)) * n) if gradient else Cost()
-    return Cost(n, x.itemsize * n) + cost_of(regularizer, x.shape, item) + answer
-
-
-@prices(PenaltyRequest)
-def _penalty(r: PenaltyRequest) -> Cost:
-    return _tensor(r.tensor, r.regularizer, r.return_gradient, r.encoding)
-
-
-@prices(PenaltiesRequest)
-def _penalties(r: PenaltiesRequest) -> Cost:
-    return sum(
-        (_tensor(w.tensor, w.regularizer, r.return_gradients, r.encoding) for w in r.weights.values()), Cost()
-    )
-
-
-def _layers(
-    inputs: np.ndarray, layers: list[Any], loss: Any, targets: np.ndarray | None, gradients: bool, encoding: Any
-) -> Cost:
-    """Forward through Dense layers (``b×i @ i×o`` each), every penalty, and for each term
-    (data loss, every penalty) its backward pass through the layers it reaches and one
-    gradient per parameter, all encoded."""
-    batch = elements(inputs.shape[:-1]) if inputs.ndim else 1
-    item = work_itemsize(inputs)
-    out = item + encoded(item, encoding)
-    cost = Cost(inputs.size, item * inputs.size)
-    matmuls = parameters = terms = 0
-    for layer in layers:
-        k = layer.kernel
-        if k.ndim != 2:  # the core refuses it before computing
-            return cost + Cost(k.size, item * k.size)
-        outputs = (batch, k.shape[1])
-        matmuls += 2 * batch * k.shape[0] * k.shape[1]
-        parameters += k.size + (layer.bias.size if layer.bias is not None else 0)
-        cost += Cost(0, (2 * item + out) * elements(outputs))
-        cost += cost_of(layer.activation, outputs, item) + cost_of(layer.activity_regularizer, outputs, item)
-        cost += cost_of(layer.kernel_regularizer, k.shape, item)
-        if layer.bias is not None:
-            cost += cost_of(layer.bias_regularizer, layer.bias.shape, item)
-        terms += sum(r is not None for r in (layer.activity_regularizer, layer.kernel_regularizer, layer.bias_regularizer))
-        batch_outputs = outputs
-    if targets is not None:
-        cost += Cost(targets.size, item * targets.size) + cost_of(loss, batch_outputs, item)
-        terms += 1
-    cost += Cost(matmuls, 0)
-    if gradients:
-        reach = terms + 1  # each term, and their total
-        cost += Cost(2 * matmuls * reach, out * (parameters + inputs.size) * reach)
-    return cost
-
-
-@prices(DenseRequest)
-def _dense(r: DenseRequest) -> Cost:
-    return _layers(r.inputs, [r], None, None, r.return_gradients, r.encoding)
-
-
-@prices(NetworkRequest)
-def _network(r: NetworkRequest) -> Cost:
-    return _layers(r.inputs, list(r.layers), r.loss, r.targets, r.return_gradients, r.encoding)
+# The routes' pricers register themselves (imported last: they use the names above).
+from service import pricing  # noqa: E402, F401
