@@ -29,6 +29,7 @@ import traceback
 import typing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from service.config import Settings
@@ -67,7 +68,27 @@ async def serve(endpoint: tuple[str, str], body: bytes, settings: Settings) -> R
     """Serve ``body`` with the route function ``endpoint`` (module, name) in the pool."""
     loop = asyncio.get_running_loop()
     call = functools.partial(_serve, endpoint, body, settings)
-    return await loop.run_in_executor(pool(settings.offload_processes), call)
+    executor = pool(settings.offload_processes)
+    try:
+        return await loop.run_in_executor(executor, call)
+    except BrokenProcessPool:
+        # A pool process died (killed for memory, say): start a new pool for the next
+        # request; this one is refused like any request the worker cannot take now.
+        _discard(executor)
+        logger.error("a process of the offload pool died; the pool is restarted")
+        from service import errors
+
+        message = f"the request could not be served (a worker process died); retry after {settings.retry_after_seconds} s"
+        headers = {"Retry-After": str(settings.retry_after_seconds)}
+        return 503, bytes(errors.error_response(503, "overloaded", message).body), headers, "overloaded", None
+
+
+def _discard(executor: ProcessPoolExecutor) -> None:
+    global _pool
+    with _lock:
+        if _pool is executor:
+            _pool = None
+    executor.shutdown(wait=False, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- in the pool process

@@ -60,3 +60,23 @@ def test_small_bodies_stay_in_the_threadpool(make_client: MakeClient) -> None:
     client = make_client(offload_bytes=10_000)
     assert client.post("/v1/penalty", json=SEED).json()["penalty"] == 4.8
     assert offload._pool is None  # no process was started for it
+
+
+def test_a_dead_pool_process_is_a_503_and_the_pool_restarts(make_client: MakeClient) -> None:
+    import os
+    import signal
+
+    from service import offload
+
+    offload.shutdown()
+    client = make_client(offload_bytes=1, offload_processes=1)
+    assert client.post("/v1/penalty", json=SEED).status_code == 200
+    pool = offload._pool
+    assert pool is not None
+    for pid in list(pool._processes):  # the pool's process dies, as if killed for memory
+        os.kill(pid, signal.SIGKILL)
+    response = client.post("/v1/penalty", json=SEED)
+    assert (response.status_code, response.json()["error"]["code"]) == (503, "overloaded")
+    assert response.headers["retry-after"] == "1"
+    assert offload._pool is None
+    assert client.post("/v1/penalty", json=SEED).json()["penalty"] == 4.8  # a new pool
