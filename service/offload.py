@@ -80,8 +80,8 @@ async def serve(endpoint: tuple[str, str], body: bytes, settings: Settings) -> R
 
         message = f"the request could not be served (a worker process died); retry after {settings.retry_after_seconds} s"
         headers = {"Retry-After": str(settings.retry_after_seconds)}
-        body = errors.JSONResponse(errors.envelope("overloaded", message)).body  # counted by the caller
-        return 503, bytes(body), headers, "overloaded", None
+        answer = errors.JSONResponse(errors.envelope("overloaded", message)).body  # counted by the caller
+        return 503, bytes(answer), headers, "overloaded", None
 
 
 def _discard(executor: ProcessPoolExecutor) -> None:
