@@ -12,6 +12,9 @@ MODULES = [
     "service.core.activations",
     "service.core.special",
     "service.core.losses",
+    "service.core.losses.regression",
+    "service.core.losses.probabilistic",
+    "service.core.losses.margin",
     "service.core.dense",
     "service.core.network",
 ]

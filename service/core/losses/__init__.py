@@ -26,10 +26,10 @@ Other routes take a loss through :func:`get` and call :meth:`Loss.evaluate`::
     >>> p = np.array([[0.6, 0.4], [0.4, 0.6]], np.float32)
     >>> r = get("mse").evaluate(t, p)
     >>> float(r.value), r.per_sample.tolist(), r.gradient.tolist()
-    (0.3100000023841858, [0.4399999976158142, 0.25999999046325684], [[0.30000001192092896, -0.30000001192092896], [0.20000000298023224, 0.30000001192092896]])
+    (0.3100000023841858, [0.36000001430511475, 0.2600000202655792], [[0.30000001192092896, -0.30000001192092896], [0.20000000298023224, 0.30000001192092896]])
     >>> r = get({"name": "mse", "reduction": "sum"}).evaluate(t, p, sample_weight=np.array([1.0, 0.0]))
     >>> round(float(r.value), 6)
-    0.44
+    0.36
     >>> get({"name": "huber", "reduction": "none"}).value(t, p).tolist()
     [0.2199999988079071, 0.12999999523162842]
 
