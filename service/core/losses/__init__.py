@@ -31,7 +31,7 @@ Other routes take a loss through :func:`get` and call :meth:`Loss.evaluate`::
     >>> round(float(r.value), 6)
     0.36
     >>> get({"name": "huber", "reduction": "none"}).value(t, p).tolist()
-    [0.2199999988079071, 0.12999999523162842]
+    [0.18000000715255737, 0.1300000101327896]
 
 Conventions
 -----------
