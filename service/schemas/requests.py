@@ -326,7 +326,19 @@ class NetworkRequest(RequestModel):
     inputs: Tensor
     targets: Tensor
     layers: list[DenseLayer] = Field(min_length=1)
-    loss: Loss = Field(default="mean_squared_error", validate_default=True)
+    loss: Loss = Field(
+        default="mean_squared_error",
+        validate_default=True,
+        description="A Keras loss name, or an object with its options: every Keras option "
+        "(from_logits, label_smoothing, axis, delta, alpha, gamma, ignore_class, ...) and "
+        "reduction (sum_over_batch_size, sum, mean, mean_with_sample_weight, none). Every "
+        "route that takes a loss takes this same field.",
+    )
+    sample_weight: Tensor | None = Field(
+        default=None,
+        description="Weights of the per-sample data losses (Keras fit's sample_weight), e.g. "
+        "one per sample; broadcast against them after Keras's squeeze/expand of a trailing 1.",
+    )
     activity_normalization: ActivityNormalization = ActivityNormalization.batch
     return_gradients: StrictBool = True
     encoding: Encoding = Encoding.json
