@@ -108,9 +108,14 @@ def huber_vjp(t: FloatArray, p: FloatArray, g: FloatArray, params: P) -> FloatAr
     return spread(g, np.where(np.abs(e) <= delta, e, delta * np.sign(e)))
 
 
+#: Keras's ``ops.log(2.0)``: computed in float32, then converted (so float64 sees it rounded).
+_LOG2 = float(np.log(np.float32(2.0)))
+
+
 def log_cosh(t: FloatArray, p: FloatArray, params: P) -> FloatArray:
+    """``mean(e + softplus(−2e) − log 2)``, with Keras's float32 ``log 2`` in float64 too."""
     e = p - t
-    return mean_last(e + (np.maximum(-2 * e, 0) + np.log1p(np.exp(-np.abs(2 * e)))) - c(p, np.log(2.0)))
+    return mean_last(e + (np.maximum(-2 * e, 0) + np.log1p(np.exp(-np.abs(2 * e)))) - c(p, _LOG2))
 
 
 def log_cosh_vjp(t: FloatArray, p: FloatArray, g: FloatArray, params: P) -> FloatArray:
