@@ -15,7 +15,7 @@ service or of its tests)::
         /work/kerasenv/bin/python tests/reference/generate.py
 
 It rewrites regularizers.json, activations.json, losses.json, dense.json and
-network.json (about 6 s).  Each file records the keras, tensorflow and
+network.json (about 10 s).  Each file records the keras, tensorflow and
 numpy versions that produced it.  Inputs are seeded with ``crc32`` of the case id
 (or of a fixed name), so adding or reordering cases does not change the others.
 
@@ -1396,6 +1396,27 @@ def check_keras_facts():
         pass
     else:
         raise AssertionError("OrthogonalRegularizer accepted float64")
+    # issue 8: from_logits=True on a sigmoid output is ignored (the logits are used)
+    z = tf.constant([[20.0]])
+    y = keras.activations.sigmoid(z)
+    with_flag = keras.losses.BinaryCrossentropy(from_logits=True)(tf.constant([[0.0]]), y).numpy()
+    assert abs(with_flag - 20.0) < 1e-5, with_flag
+    # float64 relu threshold/max_value and leaky slope go through float32; elu's alpha does not
+    x64 = tf.constant(np.array([0.7, -1.0]))
+    assert keras.activations.relu(x64, threshold=0.7).numpy()[0] == 0.7
+    assert keras.activations.leaky_relu(x64, negative_slope=0.7).numpy()[1] == -float(np.float32(0.7))
+    assert keras.activations.elu(x64, alpha=0.7).numpy()[1] == 0.7 * (np.exp(-1.0) - 1)
+    # Keras's sparsemax: tau from the sum of the cumulative sums over the support
+    np.testing.assert_allclose(keras.activations.sparsemax(tf.constant([[1.0, 0.9, 0.0]])).numpy(), [[0.05, 0, 0]], atol=1e-6)
+    # None factors: L1/L2 take their default, L1L2 zero
+    assert keras.regularizers.L1(None).l1 == np.float32(0.01) and keras.regularizers.L1L2(None, None).l1 == 0
+    # activation class names are not activation identifiers for Keras
+    try:
+        keras.activations.get("LeakyReLU")
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("keras.activations.get accepted a class name")
     # tf.keras's "l1_l2" identifier is gone in Keras 3
     try:
         keras.regularizers.get("l1_l2")
