@@ -190,7 +190,7 @@ def head_loss(
 
 
 #: Losses whose targets are class indices (the outputs' shape without the class axis).
-SPARSE_LOSSES = ("sparse_categorical_crossentropy", "categorical_generalized_cross_entropy")
+SPARSE_LOSSES = ("sparse_categorical_crossentropy", "categorical_generalized_cross_entropy", "circle")
 
 
 def _targets_fit(targets: tuple[int, ...], outputs: tuple[int, ...]) -> bool:

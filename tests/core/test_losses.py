@@ -14,7 +14,7 @@ from tests.core.test_losses_all import SPECS as ALL_SPECS
 from tests.gradcheck import assert_gradient, away_from_kinks
 
 RNG = np.random.default_rng(20261123)
-SPARSE = ("sparse_categorical_crossentropy", "categorical_generalized_cross_entropy")
+SPARSE = ("sparse_categorical_crossentropy", "categorical_generalized_cross_entropy", "circle")
 
 T2 = np.array([[0.0, 1.0], [0.0, 0.0]], np.float32)
 P2 = np.array([[0.6, 0.4], [0.4, 0.6]], np.float32)
@@ -210,6 +210,8 @@ def test_value_and_gradient_keep_y_pred_dtype(name: str, dtype: type) -> None:
     t = np.eye(4)[RNG.integers(0, 4, 5)].astype(np.int64)  # integer labels are cast
     if name in SPARSE:
         t = RNG.integers(0, 4, 5)
+    elif name == "circle":
+        t = np.array([0, 1, 0, 1, 1])
     elif name == "mean_absolute_percentage_error":
         t = t + 1  # |t − p|/1e-7 at t = 0 overflows float16
     p = RNG.uniform(0.1, 0.9, (5, 4)).astype(dtype)

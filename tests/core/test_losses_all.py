@@ -18,6 +18,8 @@ def _inputs(name: str, params: dict[str, Any], shape: tuple[int, ...]) -> tuple[
     """Inputs inside each loss's smooth region (away from clip bounds, kinks and ties)."""
     rng = np.random.default_rng(RNG_SEED)
     k = shape[-1]
+    if name == "circle":  # one label per row, each label twice; embeddings of norm ~1
+        return np.arange(shape[0]) % 2 * 1.0, rng.normal(0, 0.6, shape)
     if name in ("sparse_categorical_crossentropy", "categorical_generalized_cross_entropy"):
         t = rng.integers(0, k, shape[:-1]).astype(np.float64)
         if params.get("ignore_class") is not None:
@@ -64,6 +66,7 @@ SPECS: list[dict[str, Any]] = [
     {"name": "categorical_generalized_cross_entropy", "q": 0.2},
     {"name": "dice", "axis": [1]},
     {"name": "tversky", "alpha": 0.3, "beta": 0.7, "axis": 1},
+    {"name": "circle", "gamma": 4.0, "margin": 0.3, "remove_diagonal": False},
 ]
 
 

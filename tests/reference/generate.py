@@ -143,7 +143,7 @@ LOSS_CLASSES = {
         keras.losses.Poisson, keras.losses.BinaryCrossentropy, keras.losses.BinaryFocalCrossentropy,
         keras.losses.CategoricalCrossentropy, keras.losses.CategoricalFocalCrossentropy,
         keras.losses.SparseCategoricalCrossentropy, keras.losses.CategoricalGeneralizedCrossEntropy,
-        keras.losses.Dice, keras.losses.Tversky,
+        keras.losses.Dice, keras.losses.Tversky, keras.losses.Circle,
     )
 }
 #: keras.losses.get does not know this class (it is missing from Keras's ALL_OBJECTS).
@@ -759,6 +759,18 @@ def loss_cases_3_15():
     both("dice_axis_1_2", {"name": "dice", "axis": [1, 2]}, masks)
     both("tversky", {"name": "tversky"}, masks)
     both("tversky_alpha_beta_axis_1", {"name": "tversky", "alpha": 0.3, "beta": 0.7, "axis": 1}, masks)
+
+    def embeddings(rng, dt, labels=(0, 1, 0, 2, 1, 2), normalise=True):
+        e = rng.normal(0, 1, (len(labels), 3))
+        if normalise:
+            e = e / np.linalg.norm(e, axis=-1, keepdims=True)
+        return np.asarray(labels, dt), e.astype(dt)
+
+    both("circle", {"name": "circle"}, embeddings)
+    both("circle_gamma_5_keep_diagonal", {"name": "circle", "gamma": 5.0, "margin": 0.25, "remove_diagonal": False},
+         lambda rng, dt: embeddings(rng, dt, normalise=False))
+    both("circle_singleton_label_masked", {"name": "Circle", "gamma": 10.0},
+         lambda rng, dt: embeddings(rng, dt, labels=(0, 1, 0, 1, 2, 3)))
 
     # reductions and sample_weight
     sw4 = [1.0, 0.0, 2.5, 0.5]

@@ -229,6 +229,11 @@ _KINDS_LIST = (
           "FN = sum(p (1 - t)) over axis (null: all axes)",
           params={"alpha": (0.5, number), "beta": (0.5, number), "axis": (None, _axes)},
           aliases=("Tversky",), axis="own"),
+    _kind("circle", margin.circle, margin.circle_vjp,
+          "softplus(logsumexp_pos(-gamma w_p (margin - d)) + logsumexp_neg(gamma w_n (1 - margin - d))) "
+          "over the batch's pairs, d = max(1 - y_pred y_pred^T, 0), y_true the class labels",
+          params={"gamma": (80.0, number), "margin": (0.4, number), "remove_diagonal": (True, boolean)},
+          aliases=("Circle",), labels="pairs", mask=margin.circle_mask),
 )
 
 _KINDS: dict[str, Kind] = {k.name: k for k in _KINDS_LIST}
@@ -264,6 +269,14 @@ def _aligned(kind: Kind, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.nda
             field="y_pred",
         )
     t, p = _squeeze_or_expand(y_true, y_pred)
+    if kind.labels == "pairs":
+        if p.ndim != 2 or t.reshape(-1).shape != p.shape[:1]:
+            raise ShapeError(
+                f"{kind.name} takes embeddings y_pred of shape [batch, dim] and one label per "
+                f"sample; got y_pred {list(y_pred.shape)} and y_true {list(y_true.shape)}",
+                field="y_pred" if p.ndim != 2 else "y_true",
+            )
+        return t.reshape(-1), p
     if kind.labels == "sparse":
         if t.ndim == p.ndim and t.shape[-1:] == (1,):
             t = t[..., 0]

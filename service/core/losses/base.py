@@ -28,8 +28,9 @@ Vjp = Callable[[FloatArray, FloatArray, FloatArray, P], FloatArray]
 Mask = Callable[[FloatArray, FloatArray, P], "np.ndarray | None"]
 
 #: How a kind's ``y_true`` relates to ``y_pred``: equal shapes (``dense``) or class indices
-#: with the class axis of ``y_pred`` removed (``sparse``).
-Labels = Literal["dense", "sparse"]
+#: with the class axis of ``y_pred`` removed (``sparse``), or one label per row of a
+#: ``[batch, dim]`` ``y_pred`` whose rows are compared pairwise (``pairs``: circle).
+Labels = Literal["dense", "sparse", "pairs"]
 #: Which axis the per-sample reduction runs over: always the last (``last``), the ``axis``
 #: parameter (``param``: moved to the end before the formula runs), or the axes the
 #: formula reduces itself (``own``: dice and tversky, ``axis=None`` meaning all).
