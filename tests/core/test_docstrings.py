@@ -15,6 +15,8 @@ MODULES = [
     "service.core.losses.regression",
     "service.core.losses.probabilistic",
     "service.core.losses.margin",
+    "service.core.losses.reduction",
+    "service.core.activations.gated",
     "service.core.dense",
     "service.core.network",
 ]

@@ -67,10 +67,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from service.core import specs
-from service.core.errors import ShapeError, SpecError, shown
+from service.core.errors import SpecError, shown
 from service.core.losses import margin, probabilistic, regression
 from service.core.losses.base import EPSILON, Kind, Mask, PerSample, Vjp
-from service.core.numeric import FloatArray, check_finite, result_dtype, to_dtype, work_dtype
+from service.core.losses.reduction import aligned, feature_axis, reduce, weights
+from service.core.numeric import check_finite, result_dtype, to_dtype, work_dtype
 from service.core.specs import (
     Check,
     Entry,
@@ -249,139 +250,6 @@ NAMES: tuple[str, ...] = _NAMES.names
 ALIASES: dict[str, str] = _NAMES.aliases
 
 
-# --------------------------------------------------------------------------- shapes
-
-
-def _squeeze_or_expand(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keras's ``squeeze_or_expand_to_same_rank``: ranks differing by one with a trailing 1."""
-    if a.ndim == b.ndim + 1 and a.shape[-1] == 1:
-        return (a, b[..., None]) if b.ndim == 1 else (a[..., 0], b)
-    if b.ndim == a.ndim + 1 and b.shape[-1] == 1:
-        return (a[..., None], b) if a.ndim == 1 else (a, b[..., 0])
-    return a, b
-
-
-def _aligned(kind: Kind, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if y_pred.ndim == 0:
-        raise ShapeError(
-            "y_true and y_pred must have rank >= 1 (samples along the leading axes, "
-            "features along the last), got scalars",
-            field="y_pred",
-        )
-    t, p = _squeeze_or_expand(y_true, y_pred)
-    if kind.labels == "pairs":
-        if p.ndim != 2 or t.reshape(-1).shape != p.shape[:1]:
-            raise ShapeError(
-                f"{kind.name} takes embeddings y_pred of shape [batch, dim] and one label per "
-                f"sample; got y_pred {list(y_pred.shape)} and y_true {list(y_true.shape)}",
-                field="y_pred" if p.ndim != 2 else "y_true",
-            )
-        return t.reshape(-1), p
-    if kind.labels == "sparse":
-        if t.ndim == p.ndim and t.shape[-1:] == (1,):
-            t = t[..., 0]
-        if t.shape != p.shape[:-1]:
-            raise ShapeError(
-                f"{kind.name} takes class indices: y_true must have shape {list(p.shape[:-1])} "
-                f"(y_pred's without its last axis) or {[*p.shape[:-1], 1]}, got {list(y_true.shape)}",
-                field="y_true",
-            )
-        return t, p
-    if t.shape != p.shape:
-        raise ShapeError(
-            f"y_true has shape {list(y_true.shape)} but y_pred has shape {list(y_pred.shape)}; "
-            "they must be equal (or differ only by a trailing axis of size 1)",
-            field="y_true",
-        )
-    return t, p
-
-
-def _feature_axis(kind: Kind, params: Mapping[str, Any], ndim: int) -> int | None:
-    """The axis moved to the end before the formula runs (None: leave the layout)."""
-    if kind.axis == "own":
-        axis = params["axis"]
-        for a in () if axis is None else axis if isinstance(axis, tuple) else (axis,):
-            if not -ndim <= a < ndim:
-                raise ShapeError(f"{kind.name} axis {a} is out of range for y_pred of rank {ndim}", field="axis")
-        return None
-    if kind.axis == "last":
-        return None
-    a = params["axis"]
-    if not -ndim <= a < ndim:
-        raise ShapeError(f"{kind.name} axis {a} is out of range for y_pred of rank {ndim}", field="axis")
-    if kind.labels == "sparse" and a % ndim != ndim - 1:
-        raise ShapeError(f"{kind.name} supports only the last axis (-1 or {ndim - 1}), as Keras", field="axis")
-    return None if a % ndim == ndim - 1 else a % ndim
-
-
-# --------------------------------------------------------------------------- reduction
-
-
-def _unbroadcast(g: FloatArray, shape: tuple[int, ...]) -> FloatArray:
-    """Sum ``g`` down to ``shape`` (the reverse of NumPy broadcasting)."""
-    extra = g.ndim - len(shape)
-    g = np.sum(g, axis=tuple(range(extra))) if extra > 0 else g
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    return np.sum(g, axis=axes, keepdims=True) if axes else g
-
-
-def _weights(
-    v: FloatArray, sample_weight: np.ndarray | None, mask: np.ndarray | None, reduction: str
-) -> FloatArray | None:
-    """Keras's ``apply_mask`` then the alignment of the weights with the per-sample values."""
-    w: FloatArray | None = None
-    if sample_weight is not None:
-        w = np.asarray(sample_weight, dtype=v.dtype)
-    if mask is not None:
-        if reduction in ("mean", "sum_over_batch_size"):
-            valid = int(np.count_nonzero(mask))
-            fm = np.where(mask, v.dtype.type(mask.size / valid if valid else 0), v.dtype.type(0))
-        else:
-            fm = mask.astype(v.dtype)
-        if w is None:
-            w = fm
-        else:
-            fm, w = _squeeze_or_expand(fm, w)
-            w = fm * w
-    if w is None:
-        return None
-    vv, ww = _squeeze_or_expand(v, w)
-    try:
-        shape = np.broadcast_shapes(vv.shape, ww.shape)
-    except ValueError:
-        shape = None
-    if shape is None or (vv.shape != () and shape != vv.shape):
-        raise ShapeError(
-            f"sample_weight has shape {list(np.shape(w))} but the per-sample losses "
-            f"have shape {list(v.shape)}; it must broadcast to them",
-            field="sample_weight",
-        )
-    return ww
-
-
-def _reduce(v: FloatArray, w: FloatArray | None, reduction: str) -> tuple[Any, FloatArray]:
-    """``(value, ∂value/∂v)``: Keras's ``reduce_weighted_values`` and its derivative."""
-    if w is not None:
-        vv, ww = _squeeze_or_expand(v, w)
-        weighted = vv * ww
-    else:
-        vv, ww, weighted = v, np.ones((), v.dtype), v
-    if reduction == "none" or weighted.shape in ((), (0,)):
-        value, g = weighted, np.ones_like(weighted)
-    else:
-        if reduction == "mean_with_sample_weight" and w is not None:
-            divisor = np.sum(ww)
-        elif reduction == "sum":
-            divisor = v.dtype.type(1)
-        else:
-            divisor = v.dtype.type(weighted.size)
-        s = np.sum(weighted)
-        value = s / divisor if divisor != 0 else v.dtype.type(0)
-        g = np.full(weighted.shape, 1 / divisor if divisor != 0 else 0, v.dtype)
-    g_v = _unbroadcast(g * ww, vv.shape)
-    return value, np.reshape(g_v, v.shape)
-
-
 # --------------------------------------------------------------------------- the loss object
 
 
@@ -433,10 +301,10 @@ class Loss(Named):
         if y_true.dtype.kind not in "biuf":
             raise SpecError(f"y_true must be numeric, got dtype {y_true.dtype}", field="y_true")
         kind = _KINDS[self.name]
-        t, p = _aligned(kind, y_true, y_pred)
+        t, p = aligned(kind, y_true, y_pred)
         wd = work_dtype(dtype)
         t, p = np.asarray(t, dtype=wd), np.asarray(p, dtype=wd)
-        axis = _feature_axis(kind, self.params, p.ndim)
+        axis = feature_axis(kind, self.params, p.ndim)
         if axis is not None:
             t, p = np.moveaxis(t, axis, -1), np.moveaxis(p, axis, -1)
         if sample_weight is not None:
@@ -453,8 +321,8 @@ class Loss(Named):
                 return zero, v, np.zeros(y_pred.shape, dtype) if need_gradient else None, dtype
             v = kind.per_sample(t, p, self.params)
             mask = kind.mask(t, p, self.params) if kind.mask else None
-            w = _weights(v, sample_weight, mask, self.reduction)
-            value, g_v = _reduce(v, w, self.reduction)
+            w = weights(v, sample_weight, mask, self.reduction)
+            value, g_v = reduce(v, w, self.reduction)
             grad = None
             if need_gradient:
                 grad = kind.vjp(t, p, g_v, self.params)
