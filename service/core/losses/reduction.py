@@ -95,13 +95,32 @@ def _unbroadcast(g: FloatArray, shape: tuple[int, ...]) -> FloatArray:
     return np.sum(g, axis=axes, keepdims=True) if axes else g
 
 
+def _check_broadcast(v: FloatArray, w: np.ndarray, given: Any) -> None:
+    vv, ww = squeeze_or_expand(v, w)
+    try:
+        shape: tuple[int, ...] | None = np.broadcast_shapes(vv.shape, ww.shape)
+    except ValueError:
+        shape = None
+    if shape is None or (vv.shape != () and shape != vv.shape):
+        raise ShapeError(
+            f"sample_weight has shape {list(np.shape(given))} but the per-sample losses "
+            f"have shape {list(v.shape)}; it must broadcast to them",
+            field="sample_weight",
+        )
+
+
 def weights(
     v: FloatArray, sample_weight: np.ndarray | None, mask: np.ndarray | None, reduction: str
 ) -> FloatArray | None:
-    """Keras's ``apply_mask`` then the alignment of the weights with the per-sample values."""
+    """Keras's ``apply_mask`` then the alignment of the weights with the per-sample values.
+
+    A ``sample_weight`` must broadcast to the per-sample values ``v`` (after Keras's
+    squeeze/expand of a trailing 1) without enlarging them: :class:`ShapeError` otherwise.
+    """
     w: FloatArray | None = None
     if sample_weight is not None:
         w = np.asarray(sample_weight, dtype=v.dtype)
+        _check_broadcast(v, w, sample_weight)
     if mask is not None:
         if reduction in ("mean", "sum_over_batch_size"):
             valid = int(np.count_nonzero(mask))
@@ -115,18 +134,8 @@ def weights(
             w = fm * w
     if w is None:
         return None
-    vv, ww = squeeze_or_expand(v, w)
-    try:
-        shape = np.broadcast_shapes(vv.shape, ww.shape)
-    except ValueError:
-        shape = None
-    if shape is None or (vv.shape != () and shape != vv.shape):
-        raise ShapeError(
-            f"sample_weight has shape {list(np.shape(w))} but the per-sample losses "
-            f"have shape {list(v.shape)}; it must broadcast to them",
-            field="sample_weight",
-        )
-    return ww
+    _check_broadcast(v, w, sample_weight if sample_weight is not None else w)
+    return squeeze_or_expand(v, w)[1]
 
 
 def reduce(v: FloatArray, w: FloatArray | None, reduction: str) -> tuple[Any, FloatArray]:
