@@ -270,7 +270,9 @@ def network(
         passes.append(forward(layer, x))
         x = passes[-1].y
     if data_loss_fn.name in SPARSE_LOSSES:
-        if targets.shape not in (x.shape[:-1], (*x.shape[:-1], 1)):
+        if targets.shape not in (x.shape[:-1], (*x.shape[:-1], 1)) or (
+            data_loss_fn.name == "categorical_generalized_cross_entropy" and targets.shape != x.shape[:-1]
+        ):
             raise ShapeError(
                 f"targets have shape {list(targets.shape)} but {data_loss_fn.name} takes one class "
                 f"index per sample: shape {list(x.shape[:-1])} (the outputs' {list(x.shape)} "

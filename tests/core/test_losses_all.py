@@ -134,6 +134,8 @@ def test_dice_with_axis_null_is_one_value_whatever_the_reduction() -> None:
         ("sparse_categorical_crossentropy", [0.5], [[0.5, 0.5]], None, ShapeError, "got 0.5"),
         ("sparse_categorical_crossentropy", [[0.0, 1.0]], [[0.5, 0.5]], None, ShapeError, "class indices"),
         ("mse", [[1.0, 2.0]], [[1.0, 2.0]], [1.0, 2.0, 3.0], ShapeError, "sample_weight has shape [3]"),
+        ("categorical_generalized_cross_entropy", [[0.0], [1.0]], [[0.5, 0.5], [0.5, 0.5]], None, ShapeError,
+         "Keras broadcasts labels of shape [2, 1]"),
         ({"name": "sparse_categorical_crossentropy", "ignore_class": 1}, [1.0, 0.0], [[0.5, 0.5], [0.5, 0.5]], [],
          ShapeError, "sample_weight has shape [0]"),
         ("categorical_crossentropy", [[1.0, 0.0]], [[0.0, 0.0]], None, NonFiniteError, "sums to 0"),

@@ -726,6 +726,11 @@ def loss_cases_3_15():
          lambda rng, dt: (onehot(rng, dt), logits(rng, dt, (4, 5))))
     both(cfce + "_label_smoothing", {"name": cfce, "label_smoothing": 0.1},
          lambda rng, dt: (onehot(rng, dt), probs(rng, dt, (4, 5))))
+    both(cfce + "_axis_0", {"name": cfce, "axis": 0},
+         lambda rng, dt: (onehot(rng, dt, (5, 4)).T.copy(), simplex(rng, dt, (5, 4)).T.copy()))
+    both(bfce + "_from_logits_label_smoothing", {"name": bfce, "from_logits": True, "label_smoothing": 0.1, "alpha": 0.7,
+                                                 "apply_class_balancing": True},
+         lambda rng, dt: (binary(rng, dt), logits(rng, dt)))
     both("categorical_crossentropy_axis_0", {"name": "categorical_crossentropy", "axis": 0},
          lambda rng, dt: (onehot(rng, dt, (5, 4)).T.copy(), simplex(rng, dt, (5, 4)).T.copy()))
     both("binary_crossentropy_axis_0_from_logits", {"name": "binary_crossentropy", "axis": 0, "from_logits": True},
@@ -757,6 +762,7 @@ def loss_cases_3_15():
 
     both("dice", {"name": "dice"}, masks)
     both("dice_axis_1_2", {"name": "dice", "axis": [1, 2]}, masks)
+    both("dice_axis_1", {"name": "dice", "axis": 1}, masks)
     both("tversky", {"name": "tversky"}, masks)
     both("tversky_alpha_beta_axis_1", {"name": "tversky", "alpha": 0.3, "beta": 0.7, "axis": 1}, masks)
 

@@ -48,6 +48,13 @@ def aligned(kind: Kind, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndar
             )
         return t.reshape(-1), p
     if kind.labels == "sparse":
+        if t.ndim == p.ndim and t.shape[-1:] == (1,) and kind.name == "categorical_generalized_cross_entropy":
+            raise ShapeError(
+                f"{kind.name} takes y_true of shape {list(p.shape[:-1])} (one index per sample); "
+                f"Keras broadcasts labels of shape {list(y_true.shape)} against y_pred into "
+                "another function, so they are refused",
+                field="y_true",
+            )
         if t.ndim == p.ndim and t.shape[-1:] == (1,):
             t = t[..., 0]
         if t.shape != p.shape[:-1]:
