@@ -44,5 +44,6 @@ def network_forward(request: NetworkRequest) -> NetworkResponse:
         request.loss,
         activity_normalization=request.activity_normalization.value,
         return_gradients=request.return_gradients,
+        sample_weight=request.sample_weight,
     )
     return NetworkResponse.of(result, request.encoding)

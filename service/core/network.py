@@ -15,15 +15,26 @@ to one parameter; a term that does not reach a parameter is omitted:
 
 ``gradients[...]["total"]`` is their sum: the gradient ``fit`` applies.
 
-Crossentropy on a sigmoid/softmax head: Keras's ``sigmoid`` and ``softmax``
-activations attach their logits to their output, and ``binary_crossentropy`` /
-``categorical_crossentropy`` with ``from_logits=False`` then compute from those
-logits (no probability clipping).  The service does the same for the matching
-pairs (sigmoid → binary, softmax over the last axis → categorical).  Keras also
-takes that shortcut for the crossed pairs (a softmax head with binary
-crossentropy, a sigmoid head with categorical crossentropy), where it computes a
-different function than the one asked for; the service does not copy that and
-computes those losses on the probabilities.
+Crossentropy on a sigmoid/softmax head (see :func:`head_loss`): Keras's ``sigmoid`` and
+``softmax`` activations attach their logits to their output, and ``binary_crossentropy``,
+``categorical_crossentropy`` and ``sparse_categorical_crossentropy`` then compute from
+those logits (no probability clipping) *whatever ``from_logits`` says* (with
+``from_logits=true`` Keras warns and still uses the logits).  The service does the same
+for the matching pairs: sigmoid → binary (and the binary focal loss, whose crossentropy
+term Keras also takes from the logits), softmax over the loss's axis (``-1``, the last
+index, or either as a one-element list) → categorical / sparse categorical.
+
+Two deliberate differences (README, "Where we differ from Keras"):
+
+* crossed heads (a softmax head with a binary loss, a sigmoid head with a categorical
+  one): Keras still takes the logits shortcut and so computes another function; the
+  service computes the loss asked for on the probabilities;
+* a softmax over another axis than the loss's with categorical crossentropy: Keras
+  takes the shortcut over the loss's axis (another function again); the service
+  computes the crossentropy of the probabilities, in the equal log-space form
+  ``q = softmax_loss_axis(log_softmax_head_axis(z))`` so it stays finite where the
+  probabilities underflow to 0.  ``from_logits`` is ignored there too (the head's
+  output is probabilities).
 
 Example (one linear layer, MSE)::
 
@@ -80,6 +91,8 @@ class NetworkResult:
     outputs: np.ndarray
     losses: dict[str, np.floating[Any]]
     gradients: dict[str, dict[str, np.ndarray]] | None
+    #: The weighted per-sample data losses, for a loss with ``reduction="none"`` (else None).
+    data_loss_values: np.ndarray | None = None
 
 
 def layer_names(specs: Sequence[LayerSpec]) -> list[str]:
@@ -108,19 +121,76 @@ def layer_names(specs: Sequence[LayerSpec]) -> list[str]:
     return names
 
 
+def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """An activation or loss ``axis`` (int, list/tuple of ints, or None = all) as sorted indices."""
+    axes = range(ndim) if axis is None else axis if isinstance(axis, tuple | list) else (axis,)
+    return tuple(sorted({int(a) % ndim for a in axes}))
+
+
 def logits_loss(loss: Loss, head: Activation, ndim: int) -> Loss | None:
-    """The from-logits loss Keras substitutes for a matching sigmoid/softmax head, if any."""
-    if loss.params.get("from_logits") is not False:
+    """The from-logits loss Keras substitutes for a matching sigmoid/softmax head, if any.
+
+    Matching: ``binary_crossentropy`` on sigmoid (either ``from_logits``); the binary focal
+    loss on sigmoid with ``from_logits=false`` (Keras's focal factor uses the same
+    probabilities and its crossentropy the logits: the from-logits form exactly);
+    ``categorical_crossentropy`` and ``sparse_categorical_crossentropy`` (without
+    ``ignore_class``, whose masking drops the logits in Keras) on a softmax over the
+    loss's own axis.
+    """
+    if head.name == "sigmoid":
+        if loss.name == "binary_crossentropy" or (
+            loss.name == "binary_focal_crossentropy" and not loss.params["from_logits"]
+        ):
+            return loss.with_logits()
         return None
-    if loss.name == "binary_crossentropy" and head.name == "sigmoid":
-        return loss.with_logits()
-    if (
-        loss.name == "categorical_crossentropy"
-        and head.name == "softmax"
-        and head.params.get("axis") in (-1, ndim - 1)
-    ):
+    if head.name != "softmax" or loss.name not in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+        return None
+    if loss.params.get("ignore_class") is not None:
+        return None
+    if _axes(head.params["axis"], ndim) == _axes(loss.params["axis"], ndim):
         return loss.with_logits()
     return None
+
+
+def head_loss(
+    loss: Loss,
+    head: Activation,
+    z: FloatArray,
+    y: FloatArray,
+    t: FloatArray,
+    sample_weight: np.ndarray | None = None,
+    need_gradient: bool = True,
+) -> tuple[Any, FloatArray | None]:
+    """The data loss of a head ``y = head(z)`` and its gradient wrt ``z``, as Keras ``fit``.
+
+    Returns ``(value, ∂Σvalue/∂z)``; ``value`` is a tensor for ``reduction="none"``.
+    Uses the logits where Keras does (:func:`logits_loss`); a categorical crossentropy
+    on a softmax over another axis is the crossentropy of the probabilities, computed as
+    ``q = softmax_loss_axis(log_softmax_head_axis(z))`` (equal to ``y/Σy``, finite where
+    ``y`` underflows).  Otherwise the loss of ``y``, back through the activation.
+    """
+    sub = logits_loss(loss, head, y.ndim)
+    if sub is not None:
+        return sub.value(t, z, sample_weight), sub.gradient(t, z, sample_weight) if need_gradient else None
+    if loss.name == "categorical_crossentropy" and head.name == "softmax":
+        probs = Loss(loss.name, {**loss.params, "from_logits": False})
+        log_head = Activation("log_softmax", {"axis": head.params["axis"]})
+        normalise = Activation("softmax", {"axis": loss.params["axis"]})
+        lz = log_head(z)
+        q = normalise(lz)
+        value = probs.value(t, q, sample_weight)
+        if not need_gradient:
+            return value, None
+        g_q = probs.gradient(t, q, sample_weight)
+        return value, log_head.vjp(z, lz, normalise.vjp(lz, q, g_q))
+    value = loss.value(t, y, sample_weight)
+    if not need_gradient:
+        return value, None
+    return value, head.vjp(z, y, loss.gradient(t, y, sample_weight))
+
+
+#: Losses whose targets are class indices (the outputs' shape without the class axis).
+SPARSE_LOSSES = ("sparse_categorical_crossentropy", "categorical_generalized_cross_entropy", "circle")
 
 
 def _targets_fit(targets: tuple[int, ...], outputs: tuple[int, ...]) -> bool:
@@ -168,10 +238,15 @@ def network(
     loss: str | Mapping[str, Any] | Loss = "mean_squared_error",
     activity_normalization: str = "batch",
     return_gradients: bool = True,
+    sample_weight: np.ndarray | None = None,
 ) -> NetworkResult:
     """Forward pass of a Dense stack, every loss term, and every term's gradient per parameter.
 
-    The computation runs in the promoted dtype of all tensors given.
+    The computation runs in the promoted dtype of all tensors given.  ``sample_weight``
+    weights the data loss's per-sample values (Keras's ``fit(sample_weight=...)``).  With
+    the loss's ``reduction="none"``, ``data_loss`` is the sum of the weighted per-sample
+    values (its gradient is what ``tf.GradientTape`` gives for that tensor) and
+    ``data_loss_values`` holds them.
     """
     check_normalization(activity_normalization)
     if not layers:
@@ -194,7 +269,17 @@ def network(
         check_inputs(x, layer, field="inputs" if i == 0 else f"the outputs of layer {names[i - 1]!r}")
         passes.append(forward(layer, x))
         x = passes[-1].y
-    if not _targets_fit(targets.shape, x.shape):
+    if data_loss_fn.name in SPARSE_LOSSES:
+        if targets.shape not in (x.shape[:-1], (*x.shape[:-1], 1)) or (
+            data_loss_fn.name == "categorical_generalized_cross_entropy" and targets.shape != x.shape[:-1]
+        ):
+            raise ShapeError(
+                f"targets have shape {list(targets.shape)} but {data_loss_fn.name} takes one class "
+                f"index per sample: shape {list(x.shape[:-1])} (the outputs' {list(x.shape)} "
+                "without the class axis) or with a trailing 1",
+                field="targets",
+            )
+    elif not _targets_fit(targets.shape, x.shape):
         raise ShapeError(
             f"targets have shape {list(targets.shape)} but the network outputs shape "
             f"{list(x.shape)}; they must be equal (or differ by a trailing axis of size 1)",
@@ -202,11 +287,14 @@ def network(
         )
     t = np.asarray(targets, dtype=wd)
     head = passes[-1]
-    from_logits = logits_loss(data_loss_fn, built[-1].activation, head.y.ndim)
-
-    terms: dict[str, Any] = {
-        "data_loss": from_logits.value(t, head.z) if from_logits else data_loss_fn.value(t, head.y)
-    }
+    data_value, g_top = head_loss(
+        data_loss_fn, built[-1].activation, head.z, head.y, t, sample_weight, return_gradients
+    )
+    values = None
+    if np.ndim(data_value) > 0:
+        values = finish({"data_loss_values": data_value}, dtype)["data_loss_values"]
+        data_value = np.sum(data_value)
+    terms: dict[str, Any] = {"data_loss": data_value}
     divisors = [activity_divisor(p.y, activity_normalization) for p in passes]
     for name, layer, p, divisor in zip(names, built, passes, divisors, strict=True):
         for term, value in layer_penalties(layer, p, divisor).items():
@@ -214,7 +302,7 @@ def network(
     losses = finish({**terms, "total": total(terms, head.y.dtype.type(0))}, dtype, prefix="losses.")
     outputs = finish({"outputs": head.y}, dtype)["outputs"]
     if not return_gradients:
-        return NetworkResult(outputs=outputs, losses=losses, gradients=None)
+        return NetworkResult(outputs=outputs, losses=losses, gradients=None, data_loss_values=values)
 
     grads: dict[str, dict[str, FloatArray]] = {}
     like: dict[str, FloatArray] = {}
@@ -223,11 +311,7 @@ def network(
         if layer.bias is not None:
             grads[f"{name}/bias"], like[f"{name}/bias"] = {}, layer.bias
 
-    g_top = (
-        from_logits.gradient(t, head.z)
-        if from_logits
-        else built[-1].activation.vjp(head.z, head.y, data_loss_fn.gradient(t, head.y))
-    )
+    assert g_top is not None
     _backprop(built, passes, names, len(built) - 1, g_top, "data_loss", grads)
     for k, (name, layer) in enumerate(zip(names, built, strict=True)):
         for term, reg in layer.regularizers.items():
@@ -244,4 +328,4 @@ def network(
         param: finish({**of, "total": total(of, like[param])}, dtype, prefix=f"gradients.{param}.")
         for param, of in grads.items()
     }
-    return NetworkResult(outputs=outputs, losses=losses, gradients=gradients)
+    return NetworkResult(outputs=outputs, losses=losses, gradients=gradients, data_loss_values=values)

@@ -356,6 +356,15 @@ _KERAS_CLASSES: dict[str, str] = {
 _KERAS_ENVELOPE_KEYS = {"class_name", "config", "module", "registered_name"}
 
 
+#: What Keras's constructors make of a ``None`` factor: ``L1(None)``/``L2(None)`` take the
+#: default 0.01, ``L1L2(None, None)`` is 0 (``OrthogonalRegularizer`` refuses it).
+_NONE_MEANS: dict[str, dict[str, float]] = {
+    "l1": {"l1": 0.01},
+    "l2": {"l2": 0.01},
+    "l1l2": {"l1": 0.0, "l2": 0.0},
+}
+
+
 def _build(kind: str, params: Mapping[str, Any], where: str) -> Regularizer:
     cls = REGISTRY[kind]
     unknown = sorted(set(params) - set(cls.defaults))
@@ -365,7 +374,8 @@ def _build(kind: str, params: Mapping[str, Any], where: str) -> Regularizer:
             f"expected {', '.join(cls.defaults)}",
             field=unknown[0],
         )
-    return cls(**params)
+    none_means = _NONE_MEANS.get(kind, {})
+    return cls(**{k: none_means[k] if v is None and k in none_means else v for k, v in params.items()})
 
 
 def get(spec: str | Mapping[str, Any] | Regularizer) -> Regularizer:

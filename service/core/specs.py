@@ -29,6 +29,17 @@ from service.core.errors import SpecError, shown
 Check = Callable[[str, Any], Any]
 
 
+class _Required:
+    """The default of a parameter that has none (Keras's ``threshold(x, threshold, default_value)``)."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: Declares a parameter without a default: a spec must give it.
+REQUIRED: Any = _Required()
+
+
 class FrozenParams(Mapping[str, Any]):
     """A read-only, hashable mapping of parameters (compares equal to a plain dict)."""
 
@@ -95,6 +106,18 @@ def optional_non_negative(name: str, value: Any) -> float | None:
     return None if value is None else non_negative(name, value)
 
 
+def optional_number(name: str, value: Any) -> float | None:
+    return None if value is None else number(name, value)
+
+
+def nonzero(name: str, value: Any) -> float:
+    """A finite number other than 0 (a divisor)."""
+    v = number(name, value)
+    if v == 0:
+        raise SpecError(f"{name} must not be 0 (it divides), got {shown(value)}", field=name)
+    return v
+
+
 def unit_interval(name: str, value: Any) -> float:
     """A number in [0, 1]."""
     v = _real(name, value)
@@ -138,6 +161,13 @@ class Params:
             raise SpecError(
                 f"unknown parameter {shown(unknown[0])} for {owner}; its parameters are: {allowed}",
                 field=str(unknown[0]),
+            )
+        missing = [k for k, d in self.defaults.items() if d is REQUIRED and k not in given]
+        if missing:
+            raise SpecError(
+                f"{owner} needs the parameter{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                "(it has no default)",
+                field=missing[0],
             )
         return FrozenParams(
             {k: self.checks[k](k, given[k]) if k in given else d for k, d in self.defaults.items()}
@@ -208,7 +238,7 @@ def describe(entries: Iterable[Entry]) -> list[dict[str, Any]]:
         {
             "name": e.name,
             "aliases": list(e.aliases),
-            "parameters": dict(e.params.defaults),
+            "parameters": {k: None if d is REQUIRED else d for k, d in e.params.defaults.items()},
             "formula": e.formula,
         }
         for e in entries

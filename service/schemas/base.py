@@ -96,7 +96,10 @@ RegularizerIdentifier = _names_enum(
     "OrthogonalRegularizer are accepted as well).",
 )
 ActivationName = _names_enum(
-    "ActivationName", list(activations.ALIASES), "A Keras activation name (or alias)."
+    "ActivationName",
+    _case_distinct(activations.ALIASES),
+    "A Keras activation name (or alias; the layer class names LeakyReLU, ReLU, ELU and "
+    "Softmax are accepted as well).",
 )
 LossName = _names_enum(
     "LossName",

@@ -83,28 +83,30 @@ Tensor = Annotated[np.ndarray, ParsedBy(_decode_tensor, NestedArray | TensorWith
 # --------------------------------------------------------------------------- specs (input)
 
 Factor = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: ``null`` reads as Keras's constructors read ``None``: 0.01 for L1/L2, 0 for L1L2.
+NullableFactor = Annotated[float | None, Field(ge=0, allow_inf_nan=False)]
 
 
 class L1Regularizer(_Schema):
     """``l1 · Σ|x|``; gradient ``l1 · sign(x)``."""
 
     type: Literal["l1"]
-    l1: Factor = regularizers.L1.defaults["l1"]
+    l1: NullableFactor = regularizers.L1.defaults["l1"]
 
 
 class L2Regularizer(_Schema):
     """``l2 · Σx²``; gradient ``2 · l2 · x`` (Keras's convention)."""
 
     type: Literal["l2"]
-    l2: Factor = regularizers.L2.defaults["l2"]
+    l2: NullableFactor = regularizers.L2.defaults["l2"]
 
 
 class L1L2Regularizer(_Schema):
     """``l1 · Σ|x| + l2 · Σx²``."""
 
     type: Literal["l1l2"]
-    l1: Factor = regularizers.L1L2.defaults["l1"]
-    l2: Factor = regularizers.L1L2.defaults["l2"]
+    l1: NullableFactor = regularizers.L1L2.defaults["l1"]
+    l2: NullableFactor = regularizers.L1L2.defaults["l2"]
 
 
 class OrthogonalRegularizer(_Schema):
@@ -126,7 +128,7 @@ class KerasRegularizer(_Schema):
     ``registered_name`` are accepted and ignored."""
 
     class_name: str = Field(examples=["L1L2"])
-    config: dict[str, float | str] = Field(default_factory=dict, examples=[{"l1": 0.01, "l2": 0.0}])
+    config: dict[str, float | str | None] = Field(default_factory=dict, examples=[{"l1": 0.01, "l2": 0.0}])
     module: str | None = None
     registered_name: str | None = None
 
@@ -336,7 +338,19 @@ class NetworkRequest(RequestModel):
     inputs: Tensor
     targets: Tensor
     layers: list[DenseLayer] = Field(min_length=1)
-    loss: Loss = Field(default="mean_squared_error", validate_default=True)
+    loss: Loss = Field(
+        default="mean_squared_error",
+        validate_default=True,
+        description="A Keras loss name, or an object with its options: every Keras option "
+        "(from_logits, label_smoothing, axis, delta, alpha, gamma, ignore_class, ...) and "
+        "reduction (sum_over_batch_size, sum, mean, mean_with_sample_weight, none). Every "
+        "route that takes a loss takes this same field.",
+    )
+    sample_weight: Tensor | None = Field(
+        default=None,
+        description="Weights of the per-sample data losses (Keras fit's sample_weight), e.g. "
+        "one per sample; broadcast against them after Keras's squeeze/expand of a trailing 1.",
+    )
     activity_normalization: ActivityNormalization = ActivityNormalization.batch
     return_gradients: StrictBool = True
     encoding: Encoding = Encoding.json

@@ -138,6 +138,11 @@ class NetworkResponse(_Response):
     gradients: ParameterGradients | None = Field(
         description="gradients['<layer>/kernel' | '<layer>/bias'][term]; total is what fit applies."
     )
+    data_loss_values: TensorResult | None = Field(
+        default=None,
+        description="For a loss with reduction 'none': the weighted per-sample data losses "
+        "(data_loss is then their sum). Null otherwise.",
+    )
 
     @classmethod
     def of(cls, result: NetworkResult, encoding: Encoding) -> NetworkResponse:
@@ -147,7 +152,18 @@ class NetworkResponse(_Response):
             gradients=gradients_out(result.gradients, encoding)
             if result.gradients is not None
             else None,
+            data_loss_values=tensor_out(result.data_loss_values, encoding, "data_loss_values")
+            if result.data_loss_values is not None
+            else None,
         )
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        """As pydantic's, leaving out ``data_loss_values`` when there are none (so a
+        response without ``reduction: "none"`` is exactly what it was before the field)."""
+        body = super().model_dump(**kwargs)
+        if body.get("data_loss_values", 0) is None:
+            del body["data_loss_values"]
+        return body
 
 
 # --------------------------------------------------------------------------- discovery

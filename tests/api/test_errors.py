@@ -16,15 +16,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.errors import dotted
+from service.core import losses
+from service.errors import MAX_MESSAGE, dotted
 
-LOSS_NAMES = (
-    "mean_squared_error, mean_absolute_error, huber, binary_crossentropy, categorical_crossentropy "
-    "(aliases: mse -> mean_squared_error, MSE -> mean_squared_error, MeanSquaredError -> mean_squared_error, "
-    "mae -> mean_absolute_error, MAE -> mean_absolute_error, MeanAbsoluteError -> mean_absolute_error, "
-    "Huber -> huber, bce -> binary_crossentropy, BCE -> binary_crossentropy, "
-    "BinaryCrossentropy -> binary_crossentropy, CategoricalCrossentropy -> categorical_crossentropy)"
-)
+# the message lists every canonical loss name, then every alias (the list grows with the registry)
+LOSS_NAMES = ", ".join(losses.NAMES) + " (aliases: " + ", ".join(
+    f"{alias} -> {name}" for alias, name in losses.ALIASES.items() if alias != name
+) + ")"
 NAN32 = base64.b64encode(struct.pack("<ff", 1.0, float("nan"))).decode()
 INF64 = base64.b64encode(struct.pack("<d", float("inf"))).decode()
 
@@ -35,7 +33,12 @@ def envelope(code: str, message: str, details: list[dict[str, Any]]) -> dict[str
 
 def invalid(loc: list[str | int], msg: str, code: str, kind: str | None = None) -> dict[str, Any]:
     """A 422 with one error at ``loc``; ``kind`` is the detail's type when it differs from ``code``."""
-    return envelope(code, f"{dotted(loc)}: {msg}", [{"loc": loc, "msg": msg, "type": kind or code}])
+    return envelope(code, clipped(f"{dotted(loc)}: {msg}"), [{"loc": loc, "msg": clipped(msg), "type": kind or code}])
+
+
+def clipped(text: str) -> str:
+    """A message as the envelope bounds it (the loss list outgrew MAX_MESSAGE)."""
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "\u2026"
 
 
 def tensor_error(msg: str) -> dict[str, Any]:

@@ -113,4 +113,36 @@ def test_reference_activation_through_an_identity_dense_layer(
                 "data": np.eye(units).reshape(-1).tolist()}
     request = {"inputs": x, "kernel": identity, "activation": case["activation"], "return_gradients": False}
     answer = post(client, "/v1/dense", request, form)
-    assert_close(answer["outputs"], vectors.tensor(case["expected"]["y"]), case["id"])
+    expected = vectors.tensor(case["expected"]["y"])
+    if x["datatype"] == "FP16":  # Keras's half kernels vs float32-then-rounded: the README's FP16 bound
+        assert answer["outputs"].dtype == np.float16 and answer["outputs"].shape == expected.shape
+        bound = 2.1e-3 * np.maximum(1.0, np.abs(expected.astype(np.float64)))
+        assert np.all(np.abs(answer["outputs"].astype(np.float64) - expected) <= bound), case["id"]
+        return
+    assert_close(answer["outputs"], expected, case["id"])
+
+
+def test_reference_losses_over_network_with_an_identity_layer(client: TestClient) -> None:
+    """Every loss case with 2-D tensors through /v1/network (identity kernel, linear): the data
+    loss is Keras's value and its kernel gradient is inputs^T·(Keras's gradient wrt y_pred)."""
+    checked = 0
+    for case in vectors.cases("losses"):
+        c = vectors.arrays(case)
+        y_pred = c["y_pred"]
+        value = np.asarray(c["expected"]["value"])
+        if y_pred.ndim != 2 or value.ndim:
+            continue
+        units = y_pred.shape[-1]
+        request: dict[str, Any] = {
+            "inputs": case["y_pred"], "targets": case["y_true"], "loss": case["loss"],
+            "layers": [{"kernel": {"shape": [units, units], "datatype": case["y_pred"]["datatype"],
+                                   "data": np.eye(units).reshape(-1).tolist()}}],
+        }
+        if "sample_weight" in case:
+            request["sample_weight"] = case["sample_weight"]
+        answer = post(client, "/v1/network", request, "flat")
+        assert_close(answer["losses"]["data_loss"], value, case["id"])
+        expected_grad = y_pred.T @ c["expected"]["gradient"]
+        assert_close(answer["gradients"]["dense/kernel"]["data_loss"], expected_grad, case["id"])
+        checked += 1
+    assert checked >= 99  # every 2-D case with a scalar value

@@ -20,6 +20,11 @@ def act(spec: Any) -> A.Activation:
     return A.get(spec)
 
 
+#: A spec for each name (threshold has no defaults).
+def spec_of(name: str) -> Any:
+    return {"name": "threshold", "threshold": 0.25, "default_value": -1.5} if name == "threshold" else name
+
+
 # --- closed forms ---------------------------------------------------------------------------
 
 
@@ -44,7 +49,8 @@ def test_seed_identity_leaky_relu_is_relu_minus_abs(alpha: float) -> None:
     x[:3] = [0.0, -1.0, 1.0]
     leaky = act({"name": "leaky_relu", "negative_slope": alpha})(x)
     relu = act("relu")(x)
-    np.testing.assert_allclose(leaky, (1 + alpha) * relu - alpha * np.abs(x), rtol=1e-14, atol=1e-14)
+    a32 = float(np.float32(alpha))  # TF's float32 slope attribute, for float64 data too
+    np.testing.assert_allclose(leaky, (1 + a32) * relu - a32 * np.abs(x), rtol=1e-14, atol=1e-14)
 
 
 def test_leaky_relu_activation_default_slope_is_0_2() -> None:
@@ -250,6 +256,15 @@ GRAD_CASES: list[tuple[Any, tuple[float, ...]]] = [
     ({"name": "softmax", "axis": None}, ()),
     ("log_softmax", ()),
     ({"name": "log_softmax", "axis": 1}, ()),
+    ("glu", ()),
+    ({"name": "glu", "axis": 0}, ()),
+    ("sparsemax", ()),
+    ({"name": "sparsemax", "axis": 1}, ()),
+    ({"name": "threshold", "threshold": 0.3, "default_value": -2.0}, (0.3,)),
+    ({"name": "relu", "negative_slope": -0.4, "threshold": -0.5, "max_value": 1.5}, (-0.5, 0.0, 1.5)),
+    ({"name": "leaky_relu", "negative_slope": -0.3}, (0.0,)),
+    ({"name": "celu", "alpha": -1.5}, ()),
+    ({"name": "soft_shrink", "threshold": -0.5}, (-0.5, 0.5)),
 ]
 
 
@@ -266,8 +281,10 @@ def test_vjp_matches_central_differences(
     a = act(spec)
     if "axis" in a.params and a.params["axis"] not in (-1, None) and len(shape) < 3:
         shape = (2, 3, 4)
+    if a.name == "glu" and shape[a.params["axis"]] % 2:
+        shape = (8,)
     z = away_from_kinks(RNG.normal(0, 2.5, shape), kinks)
-    g = RNG.normal(size=shape)
+    g = RNG.normal(size=a.output_shape(shape))
 
     def f(x: np.ndarray) -> float:
         return float(np.sum(g * a(x)))
@@ -279,8 +296,9 @@ def test_vjp_without_y_recomputes_it() -> None:
     z = RNG.normal(size=(3, 4))
     g = RNG.normal(size=(3, 4))
     for name in A.NAMES:
-        a = act(name)
-        np.testing.assert_array_equal(a.vjp(z, None, g), a.vjp(z, a(z), g), err_msg=name)
+        a = act(spec_of(name))
+        gg = g[:, :2] if name == "glu" else g
+        np.testing.assert_array_equal(a.vjp(z, None, gg), a.vjp(z, a(z), gg), err_msg=name)
 
 
 def test_softmax_vjp_is_the_jacobian_product() -> None:
@@ -299,7 +317,7 @@ def test_softmax_vjp_is_the_jacobian_product() -> None:
 
 @pytest.mark.parametrize("name", [*A.NAMES, "swish", "hard_swish"])
 def test_get_config_round_trips(name: str) -> None:
-    a = act(name)
+    a = act(spec_of(name))
     cfg = a.get_config()
     assert cfg["name"] == a.name and a.name in A.NAMES
     assert act(cfg) == a
@@ -344,16 +362,20 @@ def test_describe_lists_every_activation_with_defaults() -> None:
         ({"name": "Relu"}, "name", ["Relu", "relu"]),
         ({"name": "relu", "slope": 0.1}, "slope", ["slope", "negative_slope", "max_value"]),
         ({"name": "selu", "alpha": 1.0}, "alpha", ["alpha", "none"]),
-        ({"name": "leaky_relu", "negative_slope": -0.1}, "negative_slope", ["negative_slope", ">= 0"]),
+        ({"name": "LeakyReLU", "negative_slope": -0.1}, "negative_slope", ["negative_slope", ">= 0"]),
         ({"name": "leaky_relu", "negative_slope": float("nan")}, "negative_slope", ["finite"]),
         ({"name": "elu", "alpha": float("inf")}, "alpha", ["alpha", "finite"]),
         ({"name": "elu", "alpha": "1"}, "alpha", ["alpha", "number"]),
         ({"name": "elu", "alpha": True}, "alpha", ["alpha", "number"]),
-        ({"name": "relu", "max_value": -1.0}, "max_value", ["max_value", ">= 0"]),
-        ({"name": "relu", "threshold": -1.0}, "threshold", ["threshold", ">= 0"]),
-        ({"name": "celu", "alpha": 0.0}, "alpha", ["alpha", "> 0"]),
+        ({"name": "ReLU", "max_value": -1.0}, "max_value", ["max_value", ">= 0"]),
+        ({"name": "ReLU", "threshold": -1.0}, "threshold", ["threshold", ">= 0"]),
+        ({"name": "celu", "alpha": 0.0}, "alpha", ["alpha", "not be 0"]),
         ({"name": "squareplus", "b": -4.0}, "b", ["b", ">= 0"]),
-        ({"name": "soft_shrink", "threshold": -0.5}, "threshold", ["threshold"]),
+        ({"name": "soft_shrink", "threshold": "x"}, "threshold", ["threshold"]),
+        ({"name": "threshold", "threshold": 1.0}, "default_value", ["default_value", "no default"]),
+        ({"name": "LeakyReLU", "alpha": 0.1, "negative_slope": 0.2}, "alpha", ["alpha", "not both"]),
+        ({"name": "PReLU"}, "name", ["PReLU", "leaky_relu"]),
+        ({"name": "glu", "axis": [1]}, "axis", ["axis", "integer"]),
         ({"name": "gelu", "approximate": 1}, "approximate", ["approximate", "true or false"]),
         ({"name": "softmax", "axis": 1.5}, "axis", ["axis", "integer"]),
         ({"name": "softmax", "axis": [0, 0]}, "axis", ["axis", "distinct"]),
@@ -392,10 +414,10 @@ def test_output_keeps_shape_and_dtype(dtype: type) -> None:
     z = RNG.normal(size=(2, 3, 4)).astype(dtype)
     g = RNG.normal(size=(2, 3, 4)).astype(dtype)
     for name in A.NAMES:
-        a = act(name)
+        a = act(spec_of(name))
         y = a(z)
-        assert y.shape == z.shape and y.dtype == dtype, name
-        d = a.vjp(z, y, g)
+        assert y.shape == a.output_shape(z.shape) and y.dtype == dtype, name
+        d = a.vjp(z, y, g[..., :2] if name == "glu" else g)
         assert d.shape == z.shape and d.dtype == dtype, name
         ref = a(z.astype(np.float64)).astype(dtype)
         np.testing.assert_allclose(y, ref, rtol=2e-3 if dtype == np.float16 else 1e-5, atol=1e-6)
@@ -403,10 +425,10 @@ def test_output_keeps_shape_and_dtype(dtype: type) -> None:
 
 def test_empty_and_scalar_inputs() -> None:
     for name in A.NAMES:
-        a = act(name)
-        empty = np.zeros((0, 3), np.float32)
-        assert a(empty).shape == (0, 3)
-        assert a.vjp(empty, None, empty).shape == (0, 3)
+        a = act(spec_of(name))
+        empty = np.zeros((0, 4), np.float32)
+        assert a(empty).shape == a.output_shape((0, 4))
+        assert a.vjp(empty, None, np.zeros(a.output_shape((0, 4)), np.float32)).shape == (0, 4)
     assert act("relu")(np.array(-2.0)) == 0.0
 
 
@@ -424,15 +446,21 @@ def _extreme(dtype: type, big: float) -> np.ndarray:
 @pytest.mark.parametrize(
     ("dtype", "big"), [(np.float32, 1e4), (np.float16, 6e4), (np.float64, 1e4), (np.float64, 1e150)]
 )
-@pytest.mark.parametrize("spec", [s for s, _ in GRAD_CASES if act(s).name != "exponential"], ids=str)
+@pytest.mark.parametrize(
+    "spec",
+    # exponential and celu with a negative alpha (exp(|z|/|alpha|) for z < 0) really overflow
+    [s for s, _ in GRAD_CASES
+     if act(s).name != "exponential" and not (act(s).name == "celu" and act(s).params["alpha"] < 0)],
+    ids=str,
+)
 def test_no_floating_point_errors_and_finite_results(spec: Any, dtype: type, big: float) -> None:
     a = act(spec)
     z = _extreme(dtype, big)
-    if a.name in ("softmax", "log_softmax"):
+    if a.name in ("softmax", "log_softmax", "glu", "sparsemax"):
         z = z[: z.size // 4 * 4].reshape(-1, 2, 2)
         if a.name == "log_softmax" and dtype == np.float16:
             z = (z / 2).astype(dtype)  # z − max(z) below −65504 would really overflow float16
-    g = np.ones_like(z)
+    g = np.ones(a.output_shape(z.shape), z.dtype)
     with np.errstate(all="raise"):
         y = a(z)
         d = a.vjp(z, y, g)
@@ -440,3 +468,47 @@ def test_no_floating_point_errors_and_finite_results(spec: Any, dtype: type, big
         y, d = y[np.abs(z) < 6e4], d[np.abs(z) < 6e4]  # selu(6e4) = 6.3e4 fits; larger is real overflow
     assert np.all(np.isfinite(y)), a.name
     assert np.all(np.isfinite(d)), a.name
+
+
+# --- Keras layer class names, parameter domains, the three 3.15 additions -------------------
+
+
+def test_layer_class_names_mean_the_layer_with_its_defaults() -> None:
+    assert act("LeakyReLU").get_config() == {"name": "leaky_relu", "negative_slope": 0.3}
+    assert act({"name": "LeakyReLU", "alpha": 0.01}).params == {"negative_slope": 0.01}
+    assert act({"name": "LeakyReLU", "negative_slope": 0.1}).params == {"negative_slope": 0.1}
+    assert act("ReLU") == act("relu") and act("ELU") == act("elu") and act("Softmax") == act("softmax")
+    assert act({"name": "ReLU", "max_value": 6.0}).params["max_value"] == 6.0
+    assert {"LeakyReLU", "ReLU", "ELU", "Softmax"} <= set(A.ALIASES)
+
+
+def test_glu_halves_the_axis() -> None:
+    z = RNG.normal(size=(3, 6))
+    a, b = z[:, :3], z[:, 3:]
+    np.testing.assert_allclose(act("glu")(z), a / (1 + np.exp(-b)), rtol=1e-14)
+    with pytest.raises(ShapeError, match="even"):
+        act("glu")(np.zeros((2, 3)))
+
+
+def test_sparsemax_is_keras_formula() -> None:
+    # Keras: tau = (sum over the support of the cumulative sums - 1) / k: [1, 0.9, 0] -> k = 2,
+    # tau = (1 + 1.9 - 1)/2 = 0.95 (the published sparsemax would give 0.45)
+    np.testing.assert_allclose(act("sparsemax")(np.array([1.0, 0.9, 0.0])), [0.05, 0.0, 0.0], atol=1e-15)
+    np.testing.assert_allclose(act("sparsemax")(np.array([3.0, 0.0])), [1.0, 0.0])
+
+
+def test_threshold_keeps_values_above_and_sets_the_rest() -> None:
+    a = act({"name": "threshold", "threshold": 0.5, "default_value": -1.0})
+    np.testing.assert_array_equal(a(np.array([0.4, 0.5, 0.6])), [-1.0, -1.0, 0.6])
+    np.testing.assert_array_equal(a.vjp(np.array([0.4, 0.5, 0.6]), None, np.ones(3)), [0.0, 0.0, 1.0])
+
+
+def test_float64_parameters_keras_rounds_to_float32() -> None:
+    x = np.array([0.7, 2.0, -0.7])
+    # relu's threshold (0.7 -> 0.69999999) keeps x = 0.7, as Keras; max_value clips at 0.69999999
+    np.testing.assert_array_equal(act({"name": "relu", "threshold": 0.7})(x), [0.7, 2.0, 0.0])
+    f32 = float(np.float32(0.7))
+    np.testing.assert_array_equal(act({"name": "relu", "max_value": 0.7})(x), [f32, f32, 0.0])
+    np.testing.assert_array_equal(act({"name": "leaky_relu", "negative_slope": 0.7})(x), [0.7, 2.0, -0.7 * f32])
+    # the others are exact: elu's alpha
+    assert act({"name": "elu", "alpha": 0.7})(np.array([-0.7]))[0] == 0.7 * (np.exp(-0.7) - 1)

@@ -12,6 +12,11 @@ MODULES = [
     "service.core.activations",
     "service.core.special",
     "service.core.losses",
+    "service.core.losses.regression",
+    "service.core.losses.probabilistic",
+    "service.core.losses.margin",
+    "service.core.losses.reduction",
+    "service.core.activations.gated",
     "service.core.dense",
     "service.core.network",
 ]

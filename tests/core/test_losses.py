@@ -10,9 +10,11 @@ import pytest
 
 from service.core import losses as L
 from service.core.errors import NonFiniteError, ShapeError, SpecError
+from tests.core.test_losses_all import SPECS as ALL_SPECS
 from tests.gradcheck import assert_gradient, away_from_kinks
 
 RNG = np.random.default_rng(20261123)
+SPARSE = ("sparse_categorical_crossentropy", "categorical_generalized_cross_entropy", "circle")
 
 T2 = np.array([[0.0, 1.0], [0.0, 0.0]], np.float32)
 P2 = np.array([[0.6, 0.4], [0.4, 0.6]], np.float32)
@@ -132,7 +134,7 @@ def test_logits_forms_equal_the_probability_forms_away_from_the_clip() -> None:
 
 def test_with_logits() -> None:
     b = loss({"name": "bce", "label_smoothing": 0.1}).with_logits()
-    assert b.params == {"from_logits": True, "label_smoothing": 0.1}
+    assert b.params == {"from_logits": True, "label_smoothing": 0.1, "axis": -1, "reduction": "sum_over_batch_size"}
     assert loss("categorical_crossentropy").with_logits().params["from_logits"] is True
     assert loss("bce").takes_logits and not loss("mse").takes_logits
     for name in ("mse", "mae", "huber"):
@@ -191,8 +193,9 @@ def test_scalars_are_refused_and_empty_batches_give_zero() -> None:
     with pytest.raises(ShapeError, match="rank"):
         loss("mse").value(np.array(1.0), np.array(2.0))
     for name in L.NAMES:
-        assert loss(name).value(np.zeros((0, 3)), np.zeros((0, 3))) == 0.0
-        assert loss(name).gradient(np.zeros((0, 3)), np.zeros((0, 3))).shape == (0, 3)
+        t = np.zeros((0,)) if name in SPARSE else np.zeros((0, 3))
+        assert loss(name).value(t, np.zeros((0, 3))) == 0.0
+        assert loss(name).gradient(t, np.zeros((0, 3))).shape == (0, 3)
 
 
 def test_zero_probability_row_is_refused() -> None:
@@ -205,6 +208,12 @@ def test_zero_probability_row_is_refused() -> None:
 @pytest.mark.parametrize("name", L.NAMES)
 def test_value_and_gradient_keep_y_pred_dtype(name: str, dtype: type) -> None:
     t = np.eye(4)[RNG.integers(0, 4, 5)].astype(np.int64)  # integer labels are cast
+    if name in SPARSE:
+        t = RNG.integers(0, 4, 5)
+    elif name == "circle":
+        t = np.array([0, 1, 0, 1, 1])
+    elif name == "mean_absolute_percentage_error":
+        t = t + 1  # |t − p|/1e-7 at t = 0 overflows float16
     p = RNG.uniform(0.1, 0.9, (5, 4)).astype(dtype)
     v = loss(name).value(t, p)
     g = loss(name).gradient(t, p)
@@ -260,7 +269,7 @@ def _inputs(ls: L.Loss, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]
 
 
 def test_every_loss_has_a_gradient_case() -> None:
-    assert {loss(s).name for s in GRAD_SPECS} == set(L.NAMES)
+    assert {loss(s).name for s in GRAD_SPECS} | {s["name"] for s in ALL_SPECS} == set(L.NAMES)
 
 
 @pytest.mark.parametrize("spec", GRAD_SPECS, ids=str)
@@ -291,10 +300,20 @@ def test_aliases_and_defaults() -> None:
     assert loss("mse").name == "mean_squared_error"
     assert loss("mae").name == "mean_absolute_error"
     assert loss("bce").name == "binary_crossentropy"
-    assert loss("huber").params == {"delta": 1.0}
-    assert loss({"name": "huber", "delta": 2}).get_config() == {"name": "huber", "delta": 2.0}
-    assert loss("categorical_crossentropy").params == {"from_logits": False, "label_smoothing": 0.0}
-    assert loss("mse").params == {}
+    default = {"reduction": "sum_over_batch_size"}
+    assert loss("huber").params == {"delta": 1.0, **default}
+    assert loss({"name": "huber", "delta": 2}).get_config() == {"name": "huber", "delta": 2.0, **default}
+    assert loss("categorical_crossentropy").params == {
+        "from_logits": False, "label_smoothing": 0.0, "axis": -1, **default}
+    assert loss("mse").params == default
+    assert loss("kld").name == "kl_divergence" and loss("MSLE").name == "mean_squared_logarithmic_error"
+    assert loss("binary_focal_crossentropy").params == {
+        "apply_class_balancing": False, "alpha": 0.25, "gamma": 2.0, "from_logits": False,
+        "label_smoothing": 0.0, "axis": -1, **default}
+    assert loss("sparse_categorical_crossentropy").params == {
+        "from_logits": False, "ignore_class": None, "axis": -1, **default}
+    assert loss("tversky").params == {"alpha": 0.5, "beta": 0.5, "axis": None, **default}
+    assert loss({"name": "mse", "reduction": None}).params == {"reduction": "none"}
 
 
 def test_describe() -> None:
@@ -302,17 +321,18 @@ def test_describe() -> None:
     assert tuple(d) == L.NAMES
     assert d["mean_squared_error"]["aliases"] == ["mse", "MSE", "MeanSquaredError"]
     assert d["huber"]["aliases"] == ["Huber"]
-    assert d["huber"]["parameters"] == {"delta": 1.0}
-    assert d["binary_crossentropy"]["parameters"] == {"from_logits": False, "label_smoothing": 0.0}
+    assert d["huber"]["parameters"] == {"delta": 1.0, "reduction": "sum_over_batch_size"}
+    assert d["binary_crossentropy"]["parameters"] == {
+        "from_logits": False, "label_smoothing": 0.0, "axis": -1, "reduction": "sum_over_batch_size"}
     assert all(e["formula"] for e in d.values())
 
 
 @pytest.mark.parametrize(
     ("spec", "field", "words"),
     [
-        ("mean_squared_logarithmic_error", "loss", ["mean_squared_logarithmic_error", "huber", "mse"]),
+        ("mean_squared_logaritmic_error", "loss", ["mean_squared_logaritmic_error", "huber", "mse"]),
         ({"name": "hubber"}, "name", ["hubber", "huber"]),
-        ({"name": "mse", "delta": 1.0}, "delta", ["delta", "mean_squared_error", "none"]),
+        ({"name": "mse", "delta": 1.0}, "delta", ["delta", "mean_squared_error", "reduction"]),
         ({"name": "huber", "delta_": 1.0}, "delta_", ["delta_", "delta"]),
         ({"name": "huber", "delta": 0.0}, "delta", ["delta", "> 0"]),
         ({"name": "huber", "delta": -1.0}, "delta", ["delta"]),
@@ -321,7 +341,7 @@ def test_describe() -> None:
         ({"name": "bce", "from_logits": "yes"}, "from_logits", ["from_logits", "true or false"]),
         ({"name": "bce", "from_logits": 1}, "from_logits", ["from_logits"]),
         ({"name": "bce", "label_smoothing": 1.5}, "label_smoothing", ["label_smoothing", "[0, 1]"]),
-        ({"name": "bce", "axis": 1}, "axis", ["axis", "from_logits", "label_smoothing"]),
+        ({"name": "bce", "axes": 1}, "axes", ["axes", "from_logits", "label_smoothing", "axis"]),
         ({"from_logits": True}, "name", ["name"]),
     ],
 )

@@ -132,10 +132,23 @@ CASES: list[tuple[str, list[Any], Any, str]] = [
     ("bce-logits", ["softplus", None], {"name": "binary_crossentropy", "from_logits": True}, "binary"),
     ("cce-softmax", ["relu", "softmax"], "categorical_crossentropy", "onehot"),
     ("cce-logits-1", [None], {"name": "categorical_crossentropy", "from_logits": True}, "onehot"),
+    # issue 8: the shortcut whatever from_logits says, axis lists, another softmax axis, new losses
+    ("cce-softmax-from-logits", ["relu", "softmax"], {"name": "categorical_crossentropy", "from_logits": True}, "onehot"),
+    ("bce-sigmoid-from-logits", ["tanh", "sigmoid"], {"name": "binary_crossentropy", "from_logits": True}, "binary"),
+    ("cce-softmax-axis-list", ["relu", {"name": "softmax", "axis": [-1]}], "categorical_crossentropy", "onehot"),
+    ("cce-softmax-axis-0", ["relu", {"name": "softmax", "axis": 0}], "categorical_crossentropy", "onehot"),
+    ("cce-softmax-axis-0-loss-axis-0", ["relu", {"name": "softmax", "axis": -1}],
+     {"name": "categorical_crossentropy", "axis": 0}, "onehot"),
+    ("scce-softmax", ["relu", "softmax"], "sparse_categorical_crossentropy", "labels"),
+    ("bfce-sigmoid", ["tanh", "sigmoid"], {"name": "binary_focal_crossentropy", "apply_class_balancing": True}, "binary"),
+    ("kld-softmax-glu", [{"name": "glu", "axis": -1}, "softmax"], "kld", "onehot"),
+    ("cosine-mse-sum", ["sparsemax", None], {"name": "cosine_similarity", "reduction": "sum"}, "regression"),
 ]
 
 
 def _targets(kind: str, shape: tuple[int, ...]) -> np.ndarray:
+    if kind == "labels":
+        return RNG.integers(0, shape[-1], size=shape[:-1]).astype(np.float64)
     if kind == "regression":
         return RNG.normal(size=shape)
     if kind == "binary":
@@ -148,12 +161,15 @@ def _targets(kind: str, shape: tuple[int, ...]) -> np.ndarray:
 def test_every_gradient_by_central_differences(case: str, acts: list[Any], loss: Any, kind: str, rank: int) -> None:
     n = len(acts)
     units = [3, 4, 4, 3][: n + 1]
+    if "glu" in str(acts[0]):
+        units = [3, 8, 3]  # glu halves the first layer's 8 units to 4 inputs of the next
+        layers_glu = stack([3, 8], acts[:1]) + stack([4, 3], acts[1:])
     regs = {
         "kernel_regularizer": [{"type": "l2", "l2": 0.1}] * n,
         "bias_regularizer": [{"type": "l1l2", "l1": 0.05, "l2": 0.1}] * n,
         "activity_regularizer": [{"type": "l2", "l2": 0.02}] * n,
     }
-    layers = stack(units, acts, **regs)
+    layers = stack(units, acts, **regs) if "glu" not in str(acts[0]) else layers_glu
     batch = (4,) if rank == 2 else (2, 3)
     x = RNG.normal(size=(*batch, units[0]))
     t = _targets(kind, (*batch, units[-1]))
@@ -199,3 +215,54 @@ def test_labels_without_the_trailing_unit_axis_are_accepted_as_keras_does(loss: 
     for param, terms in column.gradients.items():
         for term, g in terms.items():
             np.testing.assert_array_equal(flat.gradients[param][term], g)
+
+
+# --- issue 8: the loss head, sample_weight, reduction "none" --------------------------------
+
+
+def test_softmax_over_another_axis_stays_finite_where_the_probabilities_underflow() -> None:
+    """Keras's shortcut would take logits over the last axis; the service computes the
+    crossentropy of the probabilities in log space, finite where softmax underflows to 0."""
+    z = np.array([[0.0, 0.0], [2000.0, -2000.0]])  # softmax over axis 0: row 0 underflows to [0, 1]
+    layer = LayerSpec(kernel=np.eye(2), activation={"name": "softmax", "axis": 0})
+    t = np.array([[1.0, 0.0], [0.0, 1.0]])
+    r = network(z, t, [layer], loss="categorical_crossentropy")
+    log_p = z - np.logaddexp.reduce(z, axis=0, keepdims=True)  # log softmax over axis 0
+    log_q = log_p - np.logaddexp.reduce(log_p, axis=-1, keepdims=True)  # log of p / Σ_last p
+    q = np.clip(np.exp(log_q), 1e-7, 1 - 1e-7)
+    expected = -np.sum(t * np.log(q)) / 2
+    assert float(r.losses["data_loss"]) == pytest.approx(expected, rel=1e-12)
+    assert r.gradients is not None and np.all(np.isfinite(r.gradients["dense/kernel"]["total"]))
+    # from_logits is ignored on a softmax head there too
+    r2 = network(z, t, [layer], loss={"name": "categorical_crossentropy", "from_logits": True})
+    assert r2.losses["data_loss"] == r.losses["data_loss"]
+
+
+def test_sample_weight_and_reduction_none_by_central_differences() -> None:
+    layers = stack([3, 4, 2], ["tanh", None], activity_regularizer=[{"type": "l1", "l1": 0.05}, None])
+    x, t = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 2))
+    sw = np.array([1.0, 0.0, 2.0, 0.5])
+    for loss in ({"name": "mse", "reduction": "none"}, {"name": "huber", "reduction": "mean_with_sample_weight"}):
+        r = network(x, t, layers, loss=loss, sample_weight=sw)
+        assert r.gradients is not None
+        if loss["reduction"] == "none":
+            assert r.data_loss_values is not None
+            np.testing.assert_allclose(r.data_loss_values, np.mean((r.outputs - t) ** 2, axis=-1) * sw)
+            assert float(r.losses["data_loss"]) == pytest.approx(float(np.sum(r.data_loss_values)))
+        else:
+            assert r.data_loss_values is None
+        for weight in ("kernel", "bias"):
+
+            def f(v: np.ndarray, weight: str = weight, loss: Any = loss) -> float:
+                changed = [replace(layers[0], **{weight: v}), layers[1]]
+                return float(network(x, t, changed, loss=loss, sample_weight=sw, return_gradients=False).losses["total"])
+
+            assert_gradient(f, r.gradients[f"dense/{weight}"]["total"], getattr(layers[0], weight), rtol=2e-5, atol=1e-8)
+
+
+def test_sparse_targets_must_be_one_index_per_sample() -> None:
+    layer = LayerSpec(kernel=np.eye(3), activation="softmax")
+    with pytest.raises(ShapeError, match="one class index per sample"):
+        network(np.ones((2, 3)), np.ones((2, 3)), [layer], loss="sparse_categorical_crossentropy")
+    r = network(np.ones((2, 3)), np.array([[0.0], [2.0]]), [layer], loss="sparse_categorical_crossentropy")
+    assert float(r.losses["data_loss"]) == pytest.approx(np.log(3.0))

@@ -36,6 +36,10 @@ name (aliases)     y                                           d = dy/dz, TF's v
 ``sparse_sigmoid`` ``0 / (z+1)/2 / 1`` on ``(−∞,−1] (−1,1) [1,∞)``  ``1/2 on (−1, 1)``; 0 at ±1
 ``softmax``        ``exp(z − m)/Σ exp(z − m)`` over ``axis``   vjp ``y ⊙ (g − Σ g·y)``
 ``log_softmax``    ``z − m − log Σ exp(z − m)`` over ``axis``  vjp ``g − softmax(z)·Σ g``
+``glu``            ``a ⊙ sigmoid(b)``, ``[a, b]`` halves of    see :mod:`.gated`; ``y`` is half as
+                   ``z`` along ``axis``                        wide along ``axis``
+``sparsemax``      ``max(z − τ, 0)`` (Keras's τ, :mod:`.gated`)  TF's, through the sort
+``threshold``      ``z if z > threshold else default_value``   ``1 if z > threshold else 0``
 =================  ==========================================  ======================================
 
 Conventions
@@ -55,9 +59,10 @@ Conventions
   near saturation) it is computed accurately rather than as TF's ``y(1 − y)`` / ``1 − y²``
   (the difference is below 1e-6 absolute).  TF's float64 ``erfc`` is only good to
   ~1e-8, so float64 ``gelu`` agrees with Keras to ~1e-6 relative; this one is exact.
-* float64 ``leaky_relu``: TF's op stores the slope as a float32 attribute (Keras's
-  0.2 becomes 0.20000000298); the service keeps the exact slope, as it keeps exact
-  regularization factors for float64 data.
+* float64 parameters: as Keras, ``leaky_relu``'s slope (TF's float32 attribute: 0.2
+  becomes 0.20000000298), and ``relu``'s ``threshold`` (in its comparison) and
+  ``max_value`` (``ops.cast`` of a Python float goes through float32) are rounded to
+  float32 for float64 data too; every other parameter is used exactly, as Keras does.
 * ``gelu`` (exact) uses an erfc written here (NumPy has none): a Chebyshev series
   for ``erfc(x)·exp(x²)`` in ``t = 2/(2 + x)`` with ``exp(−x²)`` split so that no
   rounding of ``x²`` is lost; relative error < 1e-14 in float64.
@@ -71,12 +76,16 @@ Conventions
 * TF conventions kept at real kinks: ``elu'(0) = α``;
   ``selu'`` tests ``y < 0`` (so a tiny negative ``z`` whose ``exp(z) − 1`` rounds to
   0 gets ``λ``, not ``λα``).
-* Parameter checks are stricter than Keras's activation functions in a few places,
-  where Keras would return NaN/inf or a meaningless curve: ``relu``'s
-  ``negative_slope``, ``threshold`` and ``max_value`` must be ≥ 0 (as Keras's ``ReLU``
-  layer requires), ``leaky_relu``'s ``negative_slope`` ≥ 0 (as the ``LeakyReLU``
-  layer), ``celu``'s ``alpha`` > 0, the shrink thresholds ≥ 0 and
-  ``squareplus``'s ``b`` ≥ 0.
+* Parameter domains are Keras's activation functions' (negative slopes, thresholds and
+  ``max_value``, any non-zero ``celu`` α), narrowed only where Keras's result is NaN:
+  ``celu``'s ``alpha`` ≠ 0 and ``squareplus``'s ``b`` ≥ 0.
+* Keras's activation layer class names are accepted as names, meaning the layer with
+  its defaults and argument names: ``"LeakyReLU"`` is ``leaky_relu`` with slope 0.3 (the
+  layer's default; the function's is 0.2) and takes ``alpha`` (Keras 2's name) for
+  ``negative_slope``; ``"ReLU"``, ``"ELU"``, ``"Softmax"`` are ``relu``, ``elu``,
+  ``softmax``; the layers' parameter checks apply (``ReLU``/``LeakyReLU`` refuse negative
+  values, as Keras's layers).  ``keras.activations.get`` itself refuses class names;
+  ``PReLU`` (a trained slope per unit) is refused.
 
 Specs accepted by :func:`get`::
 
@@ -101,21 +110,18 @@ from typing import Any, ClassVar
 import numpy as np
 
 from service.core import specs
-from service.core.activations import piecewise, smooth
-from service.core.activations.base import Derivative, Forward, P, Vjp
-from service.core.errors import ShapeError, SpecError, shown
-from service.core.numeric import FloatArray, as_work, result_dtype, to_dtype
+from service.core.activations import smooth
+from service.core.activations.registry import KINDS as _KINDS
+from service.core.activations.registry import KINDS_LIST as _KINDS_LIST
+from service.core.errors import ShapeError, SpecError
+from service.core.numeric import as_work, result_dtype, to_dtype
 from service.core.specs import (
     Check,
     Entry,
     Named,
     Names,
-    Params,
-    boolean,
     non_negative,
-    number,
     optional_non_negative,
-    positive,
     split_spec,
 )
 
@@ -125,204 +131,6 @@ SELU_ALPHA = smooth.SELU_ALPHA
 SELU_SCALE_ALPHA = smooth.SELU_SCALE_ALPHA
 
 
-# --------------------------------------------------------------------------- validation
-
-
-def _axis(name: str, value: Any) -> int | tuple[int, ...] | None:
-    """An int, ``None`` (all axes) or a non-empty list of distinct ints (as ``ops.softmax``)."""
-    if value is None:
-        return None
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, list | tuple) and value:
-        if all(isinstance(a, int | np.integer) and not isinstance(a, bool) for a in value):
-            axes = tuple(int(a) for a in value)
-            if len(set(axes)) == len(axes):
-                return axes
-    raise SpecError(
-        f"{name} must be an integer, null or a list of distinct integers, got {shown(value)}",
-        field=name,
-    )
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """One registry entry: the formulas and the declared parameters."""
-
-    name: str
-    forward: Forward
-    vjp: Vjp
-    formula: str
-    params: Params
-    aliases: tuple[str, ...] = ()
-    overflows: bool = False
-
-
-def _elementwise(derivative: Derivative) -> Vjp:
-    def vjp(z: FloatArray, y: FloatArray, g: FloatArray, p: P) -> FloatArray:
-        return g * derivative(z, y, p)
-
-    return vjp
-
-
-def _kind(
-    name: str,
-    forward: Forward,
-    derivative: Derivative | None,
-    formula: str,
-    *,
-    vjp: Vjp | None = None,
-    params: Mapping[str, tuple[Any, Check]] | None = None,
-    aliases: tuple[str, ...] = (),
-    overflows: bool = False,
-) -> _Kind:
-    if vjp is None:
-        assert derivative is not None
-        vjp = _elementwise(derivative)
-    return _Kind(
-        name=name,
-        forward=forward,
-        vjp=vjp,
-        formula=formula,
-        params=Params.declare(params),
-        aliases=aliases,
-        overflows=overflows,
-    )
-
-
-_THRESHOLD = {"threshold": (0.5, non_negative)}
-_AXIS = {"axis": (-1, _axis)}
-
-_KINDS_LIST = (
-    _kind("linear", piecewise.linear, piecewise.linear_d, "y = z"),
-    _kind(
-        "relu",
-        piecewise.relu,
-        piecewise.relu_d,
-        "y = clip(where(z > threshold, z, 0), 0, max_value) - negative_slope * relu(threshold - z)",
-        params={
-            "negative_slope": (0.0, non_negative),
-            "max_value": (None, optional_non_negative),
-            "threshold": (0.0, non_negative),
-        },
-    ),
-    _kind(
-        "leaky_relu",
-        piecewise.leaky_relu,
-        piecewise.leaky_relu_d,
-        "y = z if z > 0 else negative_slope * z; slope at 0 is negative_slope",
-        params={"negative_slope": (0.2, non_negative)},
-    ),
-    _kind("relu6", piecewise.relu6, piecewise.relu6_d, "y = min(max(z, 0), 6); derivative 0 at 0 and 6"),
-    _kind(
-        "elu",
-        smooth.elu,
-        smooth.elu_d,
-        "y = z if z > 0 else alpha * (exp(z) - 1); derivative alpha at 0",
-        params={"alpha": (1.0, number)},
-    ),
-    _kind(
-        "selu",
-        smooth.selu,
-        smooth.selu_d,
-        "y = 1.0507009873554805 * (z if z > 0 else 1.6732632423543772 * (exp(z) - 1))",
-    ),
-    _kind(
-        "celu",
-        smooth.celu,
-        smooth.celu_d,
-        "y = max(z, 0) + alpha * expm1(min(z, 0) / alpha); derivative 1 at 0",
-        params={"alpha": (1.0, positive)},
-    ),
-    _kind(
-        "gelu",
-        smooth.gelu,
-        smooth.gelu_d,
-        "y = z/2 * erfc(-z/sqrt(2)), or z/2 * (1 + tanh(sqrt(2/pi) * (z + 0.044715 z^3))) if approximate",
-        params={"approximate": (False, boolean)},
-    ),
-    _kind("sigmoid", smooth.sigmoid_f, smooth.sigmoid_d, "y = 1 / (1 + exp(-z))"),
-    _kind(
-        "hard_sigmoid",
-        piecewise.hard_sigmoid,
-        piecewise.hard_sigmoid_d,
-        "y = relu6(z + 3) / 6; derivative 0 at -3 and 3",
-    ),
-    _kind(
-        "hard_silu",
-        piecewise.hard_silu,
-        piecewise.hard_silu_d,
-        "y = z * relu6(z + 3) / 6",
-        aliases=("hard_swish",),
-    ),
-    _kind("tanh", smooth.tanh, smooth.tanh_d, "y = tanh(z)"),
-    _kind("hard_tanh", piecewise.hard_tanh, piecewise.hard_tanh_d, "y = clip(z, -1, 1); derivative 1 at -1 and 1"),
-    _kind("softplus", smooth.softplus_f, smooth.softplus_d, "y = log(1 + exp(z))"),
-    _kind("softsign", smooth.softsign, smooth.softsign_d, "y = z / (|z| + 1)"),
-    _kind("silu", smooth.silu, smooth.silu_d, "y = z * sigmoid(z)", aliases=("swish",)),
-    _kind("mish", smooth.mish, smooth.mish_d, "y = z * tanh(softplus(z))"),
-    _kind(
-        "exponential",
-        smooth.exponential,
-        smooth.exponential_d,
-        "y = exp(z) (overflows to inf above ~88.7 in float32)",
-        overflows=True,
-    ),
-    _kind("log_sigmoid", smooth.log_sigmoid, smooth.log_sigmoid_d, "y = -softplus(-z)"),
-    _kind("tanh_shrink", smooth.tanh_shrink, smooth.tanh_shrink_d, "y = z - tanh(z)"),
-    _kind(
-        "soft_shrink",
-        piecewise.soft_shrink,
-        piecewise.soft_shrink_d,
-        "y = z - threshold if z > threshold, z + threshold if z < -threshold, else 0",
-        params=_THRESHOLD,
-    ),
-    _kind(
-        "hard_shrink",
-        piecewise.hard_shrink,
-        piecewise.hard_shrink_d,
-        "y = z if |z| > threshold else 0",
-        params=_THRESHOLD,
-    ),
-    _kind(
-        "squareplus",
-        smooth.squareplus,
-        smooth.squareplus_d,
-        "y = (z + sqrt(z^2 + b)) / 2",
-        params={"b": (4.0, non_negative)},
-    ),
-    _kind(
-        "sparse_plus",
-        piecewise.sparse_plus,
-        piecewise.sparse_plus_d,
-        "y = 0 if z <= -1, (z + 1)^2 / 4 if -1 < z < 1, z if z >= 1",
-    ),
-    _kind(
-        "sparse_sigmoid",
-        piecewise.sparse_sigmoid,
-        piecewise.sparse_sigmoid_d,
-        "y = 0 if z <= -1, (z + 1) / 2 if -1 < z < 1, 1 if z >= 1",
-    ),
-    _kind(
-        "softmax",
-        smooth.softmax,
-        None,
-        "y = exp(z - max) / sum(exp(z - max)) over axis (int, list of ints, or null = all)",
-        vjp=smooth.softmax_vjp,
-        params=_AXIS,
-    ),
-    _kind(
-        "log_softmax",
-        smooth.log_softmax,
-        None,
-        "y = z - max - log(sum(exp(z - max))) over axis (int, list of ints, or null = all)",
-        vjp=smooth.log_softmax_vjp,
-        params=_AXIS,
-    ),
-)
-
-#: One registry: canonical Keras name -> formulas, defaults and checks.
-_KINDS: dict[str, _Kind] = {k.name: k for k in _KINDS_LIST}
 _NAMES = Names(
     "activation",
     ((k.name, k.aliases) for k in _KINDS_LIST),
@@ -330,8 +138,19 @@ _NAMES = Names(
 )
 #: Canonical names, in the order of SPEC §4.
 NAMES: tuple[str, ...] = _NAMES.names
-#: Every accepted name (canonical and alias) -> canonical name.
-ALIASES: dict[str, str] = _NAMES.aliases
+
+#: Keras's activation layer classes accepted as names: class -> (function, the layer's
+#: defaults where they differ, Keras 2 argument names -> Keras 3, the layer's checks).
+LAYER_CLASSES: dict[str, tuple[str, dict[str, Any], dict[str, str], dict[str, Check]]] = {
+    "LeakyReLU": ("leaky_relu", {"negative_slope": 0.3}, {"alpha": "negative_slope"},
+                  {"negative_slope": non_negative}),
+    "ReLU": ("relu", {}, {}, {"negative_slope": non_negative, "threshold": non_negative,
+                              "max_value": optional_non_negative}),
+    "ELU": ("elu", {}, {}, {}),
+    "Softmax": ("softmax", {}, {}, {}),
+}
+#: Every accepted name (canonical, alias, layer class name) -> canonical name.
+ALIASES: dict[str, str] = {**_NAMES.aliases, **{c: f for c, (f, *_) in LAYER_CLASSES.items()}}
 
 
 @dataclass(frozen=True)
@@ -362,13 +181,24 @@ class Activation(Named):
                         f"(shape {list(z.shape)})",
                         field="axis",
                     )
+        if self.name == "glu" and z.shape[self.params["axis"]] % 2:
+            raise ShapeError(
+                f"glu splits axis {self.params['axis']} in two halves, so its size must be even; "
+                f"got shape {list(z.shape)}",
+                field="axis",
+            )
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of ``self(z)`` for ``z`` of ``shape`` (``glu`` halves its axis)."""
+        kind = _KINDS[self.name]
+        return tuple(shape) if kind.shape is None else kind.shape(tuple(shape), self.params)
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        """``y = act(z)``: same shape and dtype as ``z``."""
+        """``y = act(z)``: same dtype as ``z``, shape :meth:`output_shape` (``z``'s but for glu)."""
         z = np.asarray(z)
         self._check(z)
         if z.size == 0:
-            return z.copy()
+            return np.zeros(self.output_shape(z.shape), z.dtype)
         w = as_work(z)
         with np.errstate(under="ignore", over="ignore" if _KINDS[self.name].overflows else None):
             return to_dtype(_KINDS[self.name].forward(w, self.params), z.dtype)
@@ -376,14 +206,15 @@ class Activation(Named):
     def vjp(self, z: np.ndarray, y: np.ndarray | None, g: np.ndarray) -> np.ndarray:
         """``dL/dz`` from ``g = dL/dy``; ``y = self(z)`` may be passed to save recomputing it.
 
-        Same shape and dtype as ``z``; ``g`` must have ``z``'s shape.
+        Same shape and dtype as ``z``; ``g`` must have the output's shape.
         """
         z, g = np.asarray(z), np.asarray(g)
         self._check(z)
-        if g.shape != z.shape:
+        out = self.output_shape(z.shape)
+        if g.shape != out:
             raise ShapeError(
-                f"the upstream gradient has shape {list(g.shape)} but the activation input has "
-                f"shape {list(z.shape)}; they must be equal",
+                f"the upstream gradient has shape {list(g.shape)} but the activation output has "
+                f"shape {list(out)}; they must be equal",
                 field="g",
             )
         if z.size == 0:
@@ -391,7 +222,7 @@ class Activation(Named):
         w = as_work(z)
         kind = _KINDS[self.name]
         with np.errstate(under="ignore", over="ignore" if kind.overflows else None):
-            if y is None or z.dtype == np.float16 or np.shape(y) != z.shape:
+            if y is None or z.dtype == np.float16 or np.shape(y) != out:
                 yw = kind.forward(w, self.params)
             else:
                 yw = np.asarray(y, dtype=w.dtype)
@@ -400,13 +231,41 @@ class Activation(Named):
 
 
 
+def _from_layer_class(spec: Any) -> Any:
+    """A spec naming an activation layer class, as the function spec with the layer's defaults."""
+    name = spec if isinstance(spec, str) else spec.get("name") if isinstance(spec, Mapping) else None
+    if not isinstance(name, str) or name not in LAYER_CLASSES:
+        if name == "PReLU":
+            raise SpecError(
+                "PReLU learns a slope per unit (a weight), so it is not a parameter-free "
+                "activation; use leaky_relu with a fixed negative_slope",
+                field="name" if isinstance(spec, Mapping) else "activation",
+            )
+        return spec
+    function, defaults, renamed, checks = LAYER_CLASSES[name]
+    given = {k: v for k, v in spec.items() if k != "name"} if isinstance(spec, Mapping) else {}
+    for old, new in renamed.items():
+        if old in given:
+            if new in given:
+                raise SpecError(f"{name}: give {new} or its Keras 2 name {old}, not both", field=old)
+            given[new] = given.pop(old)
+    for key, check in checks.items():
+        if key in given:
+            check(key, given[key])
+    return {"name": function, **defaults, **given}
+
+
 def get(spec: str | Mapping[str, Any] | Activation | None) -> Activation:
-    """An activation from ``None``, a name or alias, ``{"name": ..., **params}`` or an Activation."""
+    """An activation from ``None``, a name or alias, ``{"name": ..., **params}`` or an Activation.
+
+    Keras's activation layer class names (``"LeakyReLU"``, ``"ReLU"``, ``"ELU"``,
+    ``"Softmax"``) mean that layer: its defaults, its Keras 2 argument names and checks.
+    """
     if spec is None:
         return Activation("linear")
     if isinstance(spec, Activation):
         return spec
-    return Activation(*split_spec(spec, _NAMES))
+    return Activation(*split_spec(_from_layer_class(spec), _NAMES))
 
 
 def describe() -> list[dict[str, Any]]:

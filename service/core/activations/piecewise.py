@@ -13,6 +13,13 @@ from service.core.activations.base import P, const, indicator
 from service.core.numeric import FloatArray
 
 
+def f32(v: float) -> float:
+    """``v`` rounded to float32, as TF rounds a Python number it casts or stores as an
+    attribute (``leaky_relu``'s slope, ``relu``'s threshold and max_value): for float64
+    data too."""
+    return float(np.float32(v))
+
+
 def linear(z: FloatArray, p: P) -> FloatArray:
     return z.copy()
 
@@ -32,18 +39,22 @@ def relu(z: FloatArray, p: P) -> FloatArray:
     Derivative (TF): ``where`` passes where ``z > θ``; ``relu`` where ``z > 0``;
     ``relu6`` on ``(0, 6)``; ``clip`` passes on ``[0, m]`` (ties pass: 1 at ``z = m`` when
     ``m ≠ 6``); the negative part adds ``s`` where ``θ − z > 0`` (0 at ``z = θ``).
+
+    As Keras, ``θ`` in the comparison and ``m`` are rounded to float32 (``ops.cast`` of a
+    Python float goes through float32), and so is ``s`` on the ``leaky_relu`` path; ``θ`` in
+    the negative part and ``s`` there are exact.
     """
     s, m, th = p["negative_slope"], p["max_value"], p["threshold"]
     if s != 0 and m is None and th == 0:
         return leaky_relu(z, {"negative_slope": s})
     if th != 0:
-        x = np.where(z > const(z, th), z, const(z, 0))
+        x = np.where(z > const(z, f32(th)), z, const(z, 0))
     elif m == 6:
         x = np.minimum(np.maximum(z, 0), const(z, 6))
     else:
         x = np.maximum(z, const(z, 0))
     if m is not None and not (th == 0 and m == 6):
-        x = np.maximum(np.minimum(x, const(z, m)), const(z, 0))
+        x = np.maximum(np.minimum(x, const(z, f32(m))), const(z, 0))
     if s != 0:
         negative = np.maximum(-z + const(z, th), const(z, 0)) if th != 0 else np.maximum(-z, const(z, 0))
         x = x - const(z, s) * negative
@@ -55,8 +66,8 @@ def relu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
     if s != 0 and m is None and th == 0:
         return leaky_relu_d(z, y, {"negative_slope": s})
     if th != 0:
-        x = np.where(z > const(z, th), z, const(z, 0))
-        d = indicator(z > const(z, th), z)
+        x = np.where(z > const(z, f32(th)), z, const(z, 0))
+        d = indicator(z > const(z, f32(th)), z)
     elif m == 6:
         x = np.minimum(np.maximum(z, 0), const(z, 6))
         d = indicator((z > 0) & (z < 6), z)
@@ -65,20 +76,22 @@ def relu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
         d = indicator(z > 0, z)
     if m is not None and not (th == 0 and m == 6):
         # tf.clip_by_value = maximum(minimum(x, m), 0); both pass the gradient at a tie.
-        d = d * indicator((x <= const(z, m)) & (np.minimum(x, const(z, m)) >= 0), z)
+        mm = const(z, f32(m))
+        d = d * indicator((x <= mm) & (np.minimum(x, mm) >= 0), z)
     if s != 0:
         d = d + const(z, s) * indicator(-z + const(z, th) > 0, z)
     return d
 
 
 def leaky_relu(z: FloatArray, p: P) -> FloatArray:
-    """``z if z > 0 else s·z`` (TF's select, so ``s > 1`` is not a max)."""
-    return np.where(z > 0, z, z * const(z, p["negative_slope"]))
+    """``z if z > 0 else s·z`` (TF's select, so ``s > 1`` is not a max); ``s`` is TF's float32
+    attribute, so float64 data sees ``s`` rounded to float32 (0.2 → 0.20000000298)."""
+    return np.where(z > 0, z, z * const(z, f32(p["negative_slope"])))
 
 
 def leaky_relu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
     """``1 if z > 0 else s``: TF tests ``z > 0``, so the slope at 0 is ``s``."""
-    return np.where(z > 0, const(z, 1), const(z, p["negative_slope"]))
+    return np.where(z > 0, const(z, 1), const(z, f32(p["negative_slope"])))
 
 
 def relu6(z: FloatArray, p: P) -> FloatArray:
@@ -156,3 +169,13 @@ def sparse_sigmoid(z: FloatArray, p: P) -> FloatArray:
 def sparse_sigmoid_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
     """½ on the open interval (−1, 1); 0 at ±1 and outside."""
     return np.where((z > -1) & (z < 1), const(z, 0.5), const(z, 0))
+
+
+def threshold(z: FloatArray, p: P) -> FloatArray:
+    """``z if z > threshold else default_value`` (TF's ``where``; both parameters exact)."""
+    return np.where(z > const(z, p["threshold"]), z, const(z, p["default_value"]))
+
+
+def threshold_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
+    """1 where ``z > threshold`` (strictly), else 0."""
+    return indicator(z > const(z, p["threshold"]), z)
