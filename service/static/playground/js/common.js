@@ -256,3 +256,12 @@ export function table(header, rows, caption) {
     el("thead", {}, el("tr", {}, ...header.map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c))))));
 }
+
+/**
+ * Tickets for a view's computations: an answer that arrives after a newer request was
+ * sent is dropped, so the page always shows the answer to its latest request.
+ */
+export function tickets() {
+  let last = 0;
+  return { next: () => ++last, stale: (ticket) => ticket !== last };
+}

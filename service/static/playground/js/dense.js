@@ -3,9 +3,11 @@
 import {
   $, bars, clearErrors, curlJson, el, heatmap, InputError, parseField, postJson, showError,
   showInputError, showRequests,
+  tickets,
 } from "./common.js";
 
 const view = $("#dense");
+const runs = tickets();
 const input = (id) => $(`#${id}`, view);
 
 // seed 001: the kernel and bias Keras drew for reference case
@@ -111,6 +113,7 @@ export function denseRequest() {
 
 async function compute(event) {
   event?.preventDefault();
+  const ticket = runs.next();
   view.dataset.state = "busy";
   clearErrors(view);
   let request;
@@ -122,6 +125,7 @@ async function compute(event) {
   }
   showRequests(view, [curlJson("v1/dense", request)]);
   const answer = await postJson("v1/dense", request);
+  if (runs.stale(ticket)) return;
   if (answer.status !== 200) return showError(view, answer.body);
   draw(answer.body);
   view.dataset.state = "done";

@@ -14,6 +14,17 @@ function shellQuote(text) {
 
 async function compute(event) {
   event?.preventDefault();
+  const button = $("#model-run");
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    await computeOnce();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function computeOnce() {
   view.dataset.state = "busy";
   clearErrors(view);
   const file = input("model-file").files[0];

@@ -3,10 +3,12 @@
 import {
   $, clearErrors, curlJson, el, fmt, heatmap, InputError, lineChart, parseField, postJson,
   showError, showInputError, showRequests, table,
+  tickets,
 } from "./common.js";
 
 const view = $("#regularizers");
 const form = $("#reg-form");
+const runs = tickets();
 const input = (id) => $(`#${id}`, view);
 const GRID = Array.from({ length: 41 }, (_, i) => +(-2 + i * 0.1).toFixed(1));
 let kerasClasses = {};
@@ -98,6 +100,7 @@ function pointRequest(regularizer, datatype) {
 
 async function compute(event) {
   event?.preventDefault();
+  const ticket = runs.next();
   view.dataset.state = "busy";
   clearErrors(view);
   const regularizer = regularizerSpec();
@@ -111,10 +114,12 @@ async function compute(event) {
   }
   showRequests(view, [curlJson("v1/penalty", point)]);
   const pointAnswer = await postJson("v1/penalty", point);
+  if (runs.stale(ticket)) return;
   if (pointAnswer.status !== 200) return showError(view, pointAnswer.body);
   const curve = curveRequest(regularizer, datatype);
   showRequests(view, [curlJson("v1/penalty", point), curlJson("v1/penalties", curve.body)]);
   const curveAnswer = await postJson("v1/penalties", curve.body);
+  if (runs.stale(ticket)) return;
   if (curveAnswer.status !== 200) return showError(view, curveAnswer.body, { weights: "tensor" });
   drawCurves(curve, curveAnswer.body, pointAnswer.body, regularizer);
   drawPoint(pointAnswer.body, point);

@@ -3,9 +3,11 @@
 import {
   $, bars, clearErrors, curlJson, el, fmt, heatmap, InputError, parseField, postJson, showError,
   showInputError, showRequests, table,
+  tickets,
 } from "./common.js";
 
 const view = $("#seed003");
+const runs = tickets();
 const input = (id) => $(`#${id}`, view);
 
 function identity(n) {
@@ -43,6 +45,7 @@ export function networks() {
 
 async function compute(event) {
   event?.preventDefault();
+  const ticket = runs.next();
   view.dataset.state = "busy";
   clearErrors(view);
   let nets;
@@ -54,6 +57,7 @@ async function compute(event) {
   }
   showRequests(view, nets.map((n) => curlJson("v1/network", n.request)));
   const answers = await Promise.all(nets.map((n) => postJson("v1/network", n.request)));
+  if (runs.stale(ticket)) return;
   const failed = answers.find((a) => a.status !== 200);
   // Layer 0 carries the user's inputs, A and B: an error there is theirs.
   if (failed) return showError(view, failed.body, { 0: "kernel", layers: "kernel" });

@@ -153,7 +153,7 @@ function drawRun(run, result, column, features) {
   column.append(
     table(["loss term", "last step"], Object.entries(h.losses).map(([name, ys]) => [name, el("span", { "data-name": name, "data-value": fmt(last(ys)) }, fmt(last(ys)))])),
     lineChart(losses, { xlabel: "step", ylabel: "loss", label: `${run.key} losses over steps`, logY: true }),
-    lineChart([{ name: `sparsity of dense/kernel at tolerance ${key}`, xs: steps, ys: kernel.sparsity[key] }], { xlabel: "step", ylabel: "fraction of |w| ≤ tol", label: `${run.key} sparsity` }),
+    lineChart([{ name: `sparsity of dense/kernel at tolerance ${key}`, xs: steps, ys: kernel.sparsity[key] }], { xlabel: "step", ylabel: "sparsity", label: `${run.key} sparsity` }),
     lineChart([{ name: "l1 = Σ|w|", xs: steps, ys: kernel.l1 }, { name: "max |w|", xs: steps, ys: kernel.max_abs }], { xlabel: "step", ylabel: "dense/kernel", label: `${run.key} weight magnitudes` }),
     el("h4", {}, "final weight per feature"),
     bars(weights.map((value, i) => ({ name: features[i], value })), { label: `${run.key} final weights` }),
@@ -162,6 +162,17 @@ function drawRun(run, result, column, features) {
 
 async function runAll(event) {
   event?.preventDefault();
+  const button = $("#train-run");
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    await runAllOnce();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function runAllOnce() {
   view.dataset.state = "busy";
   clearErrors(view);
   const chosen = RUNS.filter((run) => $(`#train-run-${run.key}`).checked);
