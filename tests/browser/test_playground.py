@@ -149,8 +149,8 @@ SEED_001 = {
 
 def assert_dense_drawn(pw: Watched, answer: dict[str, Any]) -> None:
     drawn = dict(zip(
-        pw.page.eval_on_selector_all("#dense-losses g.bar", "es => es.map(e => e.dataset.name)"),
-        values(pw, "#dense-losses g.bar"), strict=True))
+        pw.page.eval_on_selector_all("#dense-losses .bar", "es => es.map(e => e.dataset.name)"),
+        values(pw, "#dense-losses .bar"), strict=True))
     assert drawn == answer["losses"]
     assert cells(pw, "outputs") == answer["outputs"]["data"]
     for parameter, terms in answer["gradients"].items():
@@ -239,7 +239,7 @@ def assert_seed_003_drawn(pw: Watched, api: httpx.Client, alpha: float, loss: st
     for key, request in networks.items():
         answer = post(api, "/v1/network", request)
         column = f'#seed003 [data-net="{key}"]'
-        assert values(pw, f"{column} g.bar") == list(answer["losses"].values())
+        assert values(pw, f"{column} .bar") == list(answer["losses"].values())
         for parameter, terms in answer["gradients"].items():
             if parameter == "dense_1/kernel":
                 continue
@@ -276,7 +276,7 @@ def test_train_view_streams_each_run(pw: Watched, api: httpx.Client) -> None:
         column = f'#train [data-run="{key}"] table span[data-name]'
         names = pw.page.eval_on_selector_all(column, "es => es.map(e => e.dataset.name)")
         assert dict(zip(names, values(pw, column), strict=True)) == last
-        bars = values(pw, f'#train [data-run="{key}"] svg.bars g.bar')
+        bars = values(pw, f'#train [data-run="{key}"] .bars .bar')
         assert bars == answer["weights"]["dense/kernel"]["data"]
 
 
@@ -308,7 +308,7 @@ def test_model_view_reports_an_uploaded_keras_file(pw: Watched, api: httpx.Clien
     )
     assert response.status_code == 200, response.text
     answer = response.json()
-    assert values(pw, "#model-losses g.bar") == list(answer["losses"].values())
+    assert values(pw, "#model-losses .bar") == list(answer["losses"].values())
     for layer in answer["layers"]:
         for term, value in layer["losses"].items():
             assert values(pw, f'#model-layers [data-name="{layer["name"]}/{term}"]') == [value]

@@ -175,24 +175,24 @@ export function heatmap(title, tensor, { name = title } = {}) {
     el("div", { class: "scroll" }, svg));
 }
 
-/** Horizontal bars with their labels and values (values may be negative). */
+/**
+ * Horizontal bars with their labels and values (values may be negative), as HTML so that
+ * the text stays readable at any width.
+ */
 export function bars(entries, { label = "values" } = {}) {
-  const width = 560, row = 28, left = 230, right = 110;
   const scale = Math.max(0, ...entries.map((e) => Math.abs(e.value)));
   const hasNegative = entries.some((e) => e.value < 0);
-  const zero = left + (hasNegative ? (width - left - right) / 2 : 0);
-  const span = hasNegative ? (width - left - right) / 2 : width - left - right;
-  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${entries.length * row + 4}`, role: "img", "aria-label": label, class: "bars" });
-  entries.forEach((entry, i) => {
-    const len = scale ? (Math.abs(entry.value) / scale) * span : 0;
-    const x = entry.value >= 0 ? zero : zero - len;
-    const g = svgEl("g", { class: "bar", "data-name": entry.name, "data-value": fmt(entry.value) });
-    g.append(svgEl("text", { x: left - 6, y: i * row + 18, "text-anchor": "end" }, entry.name));
-    g.append(svgEl("rect", { x, y: i * row + 4, width: Math.max(len, 1), height: row - 8, fill: entry.colour ?? "hsl(210 60% 55%)" }));
-    g.append(svgEl("text", { x: width - right + 6, y: i * row + 18 }, fmt(entry.value)));
-    svg.append(g);
-  });
-  return svg;
+  const list = el("div", { class: `bars${hasNegative ? " signed" : ""}`, role: "list", "aria-label": label });
+  for (const entry of entries) {
+    const share = scale ? (Math.abs(entry.value) / scale) * (hasNegative ? 50 : 100) : 0;
+    const fill = el("span", { class: `fill${entry.value < 0 ? " negative" : ""}` });
+    fill.style.width = `${share}%`;
+    if (entry.colour) fill.style.background = entry.colour;
+    list.append(el("div", { class: "bar", role: "listitem", "data-name": entry.name, "data-value": fmt(entry.value) },
+      el("span", { class: "label" }, entry.name), el("span", { class: "track" }, fill),
+      el("span", { class: "number" }, fmt(entry.value))));
+  }
+  return list;
 }
 
 export const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
@@ -214,10 +214,13 @@ function short(x) {
  */
 export function lineChart(series, { xlabel = "", ylabel = "", mark = null, label = "chart", logY = false } = {}) {
   const W = 560, H = 300, L = 64, R = 12, T = 12, B = 40;
-  const tr = (y) => (logY ? Math.log10(Math.max(y, 1e-12)) : y);
+  // On a log axis, zeros (a penalty at its starting weights of 0) are left out of the line.
+  const shown = (y) => !logY || y > 0;
+  const tr = (y) => (logY ? Math.log10(y) : y);
   const xs = series.flatMap((s) => s.xs);
-  const ys = series.flatMap((s) => s.ys.map(tr));
-  if (mark) ys.push(tr(mark.y));
+  const ys = series.flatMap((s) => s.ys.filter(shown).map(tr));
+  if (!ys.length) ys.push(0);
+  if (mark && shown(mark.y)) ys.push(tr(mark.y));
   let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
   if (x0 === x1) [x0, x1] = [x0 - 1, x1 + 1];
@@ -230,7 +233,7 @@ export function lineChart(series, { xlabel = "", ylabel = "", mark = null, label
   for (const t of ticks(y0, y1)) {
     const y = T + (1 - (t - y0) / (y1 - y0)) * (H - T - B);
     svg.append(svgEl("line", { x1: L, x2: W - R, y1: y, y2: y, class: "grid" }));
-    svg.append(svgEl("text", { x: L - 4, y: y + 4, "text-anchor": "end", class: "tick" }, logY ? `1e${short(t)}` : short(t)));
+    svg.append(svgEl("text", { x: L - 4, y: y + 4, "text-anchor": "end", class: "tick" }, logY ? short(10 ** t) : short(t)));
   }
   for (const t of ticks(x0, x1)) {
     svg.append(svgEl("text", { x: sx(t), y: H - B + 16, "text-anchor": "middle", class: "tick" }, short(t)));
@@ -238,10 +241,11 @@ export function lineChart(series, { xlabel = "", ylabel = "", mark = null, label
   svg.append(svgEl("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", class: "axis" }, xlabel));
   svg.append(svgEl("text", { x: 12, y: T + (H - T - B) / 2, "text-anchor": "middle", class: "axis", transform: `rotate(-90 12 ${T + (H - T - B) / 2})` }, ylabel));
   series.forEach((s, i) => {
-    const points = s.xs.map((x, j) => `${sx(x).toFixed(1)},${sy(s.ys[j]).toFixed(1)}`).join(" ");
+    const kept = s.xs.map((x, j) => [x, s.ys[j]]).filter(([, y]) => shown(y));
+    const points = kept.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
     svg.append(svgEl("polyline", { points, fill: "none", stroke: s.colour ?? PALETTE[i % PALETTE.length], "stroke-width": 2, "data-series": s.name }));
   });
-  if (mark) {
+  if (mark && shown(mark.y)) {
     svg.append(svgEl("circle", { cx: sx(mark.x), cy: sy(mark.y), r: 5, class: "mark", "data-value": fmt(mark.y) }));
   }
   const legend = el("ul", { class: "legend" }, ...series.map((s, i) =>

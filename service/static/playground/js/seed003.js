@@ -91,7 +91,9 @@ function draw(nets, bodies) {
   ]);
   input("s3-summary").replaceChildren(table(
     ["parameter", "leaky_relu: total gradient", "(1 + α)·relu − α·|x₂|: total gradient", "max |difference| (computed here)"],
-    rows, "Do the two constructions agree? (MAE with targets above every output: yes, to float32 rounding)"));
+    rows, input("s3-loss").value === "mean_absolute_error"
+      ? "Do the two constructions agree? With MAE and targets above every output they should, to float32 rounding."
+      : "Do the two constructions agree? With MSE, ∂loss/∂y is the error y − t, not a constant: they need not."));
 }
 
 export async function init() {

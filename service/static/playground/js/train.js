@@ -160,6 +160,25 @@ function drawRun(run, result, column, features) {
   );
 }
 
+/** All runs on one chart each: data loss, and sparsity of dense/kernel at the tolerance. */
+function overview(chosen, outcomes) {
+  const done = outcomes.map((o, i) => [chosen[i], o.result]).filter(([, r]) => r);
+  if (!done.length) return [];
+  const series = (pick) => done.map(([run, r]) => ({ name: run.title, xs: r.history.step, ys: pick(r) }));
+  const sparsity = (r) => {
+    const s = r.history.weights["dense/kernel"].sparsity;
+    return s[sparsityKey(s, num("train-tol"))];
+  };
+  return [
+    el("h3", {}, "all runs"),
+    el("div", { class: "results" },
+      el("figure", { class: "plot" }, el("figcaption", {}, "data_loss over steps"),
+        lineChart(series((r) => r.history.losses.data_loss), { xlabel: "step", ylabel: "data_loss", label: "data loss of every run", logY: true })),
+      el("figure", { class: "plot" }, el("figcaption", {}, `sparsity of dense/kernel at tolerance ${num("train-tol")}`),
+        lineChart(series(sparsity), { xlabel: "step", ylabel: "sparsity", label: "sparsity of every run" }))),
+  ];
+}
+
 async function runAll(event) {
   event?.preventDefault();
   const button = $("#train-run");
@@ -193,7 +212,7 @@ async function runAllOnce() {
   const failed = outcomes.find((o) => o.error);
   outcomes.forEach((o, i) => { if (o.result) drawRun(chosen[i], o.result, boxes[i], data.features); });
   const rows = outcomes.map((o, i) => [chosen[i].title, ...(o.result ? [fmt(o.result.steps), fmt(o.result.history.losses.data_loss.at(-1))] : ["—", "—"])]);
-  input("train-progress").replaceChildren(table(["run", "steps", "data_loss at the last step"], rows));
+  input("train-progress").replaceChildren(table(["run", "steps", "data_loss at the last step"], rows), ...overview(chosen, outcomes));
   if (failed) return showError(view, failed.error);
   view.dataset.state = "done";
 }
