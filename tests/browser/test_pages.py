@@ -60,3 +60,14 @@ def test_no_source_names_an_outside_address() -> None:
         if path.is_file():
             text = path.read_text(encoding="utf-8").replace(SVG_NAMESPACE, "")
             assert not URL.findall(text), f"{path.name}: {URL.findall(text)}"
+
+
+def test_readme_links_the_playground_and_its_screenshots() -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert "http://127.0.0.1:8000/playground" in readme
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", readme)
+    assert {"docs/screenshots/regularizers.png", "docs/screenshots/dense.png",
+            "docs/screenshots/seed003.png"} <= set(images)
+    for image in images:
+        assert (root / image).read_bytes().startswith(b"\x89PNG"), image
