@@ -336,7 +336,7 @@ def test_tabs_switch_views_from_the_keyboard(pw: Watched) -> None:
     pw.page.keyboard.press("Enter")
     assert pw.wait("dense") == "done"
     assert pw.page.is_visible("#dense") and not pw.page.is_visible("#regularizers")
-    assert pw.page.get_attribute("#tab-dense", "aria-selected") == "true"
+    assert pw.page.get_attribute("#tab-dense", "aria-current") == "page"
 
 
 UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]

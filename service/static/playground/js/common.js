@@ -66,12 +66,22 @@ export function showRequests(view, commands) {
 
 /** POST JSON; resolves to {status, body} (body is the parsed JSON answer). */
 export async function postJson(path, body) {
-  const response = await fetch(url(path), {
-    method: "POST",
-    headers: { "content-type": "application/json", accept: "application/json" },
-    body: JSON.stringify(body),
-  });
+  let response;
+  try {
+    response = await fetch(url(path), {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json" },
+      body: JSON.stringify(body),
+    });
+  } catch (exc) {
+    return { status: 0, body: unreachable(exc) };
+  }
   return { status: response.status, body: await readJson(response) };
+}
+
+/** The envelope for a request that got no answer at all (server down, connection lost). */
+export function unreachable(exc) {
+  return { error: { code: "unreachable", message: `the service did not answer: ${exc.message}`, details: [] } };
 }
 
 export async function readJson(response) {
@@ -108,15 +118,16 @@ export function clearErrors(view) {
 
 /**
  * Show an error message next to the control it concerns: the slot whose data-error-for
- * names the first field of the error's location that has one (["body", "kernel"] → kernel),
- * else the view's general slot beside its button. `fieldMap` renames fields first.
+ * names the innermost field of the error's location that has one (["body", "layers", 0,
+ * "bias"] → bias), else the view's general slot beside its button. `fieldMap` renames
+ * fields first.
  */
 export function showError(view, envelope, fieldMap = {}) {
   const error = envelope?.error ?? { message: String(envelope) };
   const locs = (error.details ?? []).map((d) => d.loc ?? []);
   let slot = null;
   for (const loc of locs) {
-    for (const part of loc) {
+    for (const part of [...loc].reverse()) {
       const name = fieldMap[part] ?? part;
       slot = $(`[data-error-for="${CSS.escape(String(name))}"]`, view);
       if (slot) break;

@@ -13,7 +13,6 @@ function show() {
   for (const key of Object.keys(VIEWS)) {
     document.getElementById(key).hidden = key !== name;
     const tab = document.getElementById(`tab-${key}`);
-    tab.setAttribute("aria-selected", String(key === name));
     if (key === name) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }

@@ -2,7 +2,7 @@
 // file, part `request` the JSON of the remaining fields); per-layer report and diagnostics.
 import {
   $, bars, clearErrors, el, fmt, InputError, parseField, readJson, showError, showInputError,
-  showRequests, table, url,
+  showRequests, table, unreachable, url,
 } from "./common.js";
 
 const view = $("#model");
@@ -41,7 +41,12 @@ async function computeOnce() {
   const form = new FormData();
   form.append("model", file, file.name);
   form.append("request", json);
-  const response = await fetch(url("v1/model"), { method: "POST", body: form, headers: { accept: "application/json" } });
+  let response;
+  try {
+    response = await fetch(url("v1/model"), { method: "POST", body: form, headers: { accept: "application/json" } });
+  } catch (exc) {
+    return showError(view, unreachable(exc));
+  }
   const body = await readJson(response);
   if (response.status === 404) {
     return showError(view, { error: { message: `route not available on this build: ${body.error?.message}` } });

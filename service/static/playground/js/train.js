@@ -2,12 +2,18 @@
 // irrelevant features; each run one POST /v1/train streamed as Server-Sent Events.
 import {
   $, bars, clearErrors, curlJson, el, fmt, lineChart, readJson, showError,
-  showRequests, table, url,
+  showRequests, table, unreachable, url,
 } from "./common.js";
 
 const view = $("#train");
 const input = (id) => $(`#${id}`, view);
 const num = (id) => +input(id).value;
+
+/** Where an error about a request field is shown: the control that produced that field. */
+const ERROR_FIELDS = {
+  optimizer: "learning_rate", kernel_regularizer: "lambda", l1: "lambda", l2: "lambda",
+  weight_decay: "lambda", record: "sparsity_tolerances", targets: "inputs", layers: "inputs",
+};
 
 export const RUNS = [
   { key: "none", title: "none (SGD)", opt: "sgd", reg: null },
@@ -110,11 +116,16 @@ async function readEvents(response, onEvent) {
 async function stream(run, request, column) {
   const status = $(".status", column);
   const bar = $("progress", column);
-  const response = await fetch(url("v1/train"), {
-    method: "POST",
-    headers: { "content-type": "application/json", accept: "text/event-stream" },
-    body: JSON.stringify(request),
-  });
+  let response;
+  try {
+    response = await fetch(url("v1/train"), {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      body: JSON.stringify(request),
+    });
+  } catch (exc) {
+    return { error: unreachable(exc) };
+  }
   if (response.status === 404) {
     const body = await readJson(response);
     return { error: { error: { ...body.error, message: `route not available on this build: ${body.error?.message}` } } };
@@ -123,7 +134,14 @@ async function stream(run, request, column) {
     return { error: await readJson(response) };
   }
   let outcome = { error: { error: { message: "the stream ended without a result" } } };
-  await readEvents(response, (name, data) => {
+  try {
+    await readEvents(response, onEvent);
+  } catch (exc) {
+    outcome = { error: unreachable(exc) };
+  }
+  return outcome;
+
+  function onEvent(name, data) {
     if (name === "progress") {
       bar.max = data.steps;
       bar.value = data.step;
@@ -133,8 +151,7 @@ async function stream(run, request, column) {
     } else if (name === "error") {
       outcome = { error: data };
     }
-  });
-  return outcome;
+  }
 }
 
 function sparsityKey(sparsity, tolerance) {
@@ -210,10 +227,11 @@ async function runAllOnce() {
   });
   const outcomes = await Promise.all(chosen.map((run, i) => stream(run, requests[i], boxes[i])));
   const failed = outcomes.find((o) => o.error);
+  outcomes.forEach((o, i) => { if (o.error) $(".status", boxes[i]).textContent = o.error.error?.message ?? "failed"; });
   outcomes.forEach((o, i) => { if (o.result) drawRun(chosen[i], o.result, boxes[i], data.features); });
   const rows = outcomes.map((o, i) => [chosen[i].title, ...(o.result ? [fmt(o.result.steps), fmt(o.result.history.losses.data_loss.at(-1))] : ["—", "—"])]);
   input("train-progress").replaceChildren(table(["run", "steps", "data_loss at the last step"], rows), ...overview(chosen, outcomes));
-  if (failed) return showError(view, failed.error);
+  if (failed) return showError(view, failed.error, ERROR_FIELDS);
   view.dataset.state = "done";
 }
 
