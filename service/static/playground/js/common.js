@@ -35,10 +35,10 @@ function shellQuote(text) {
 }
 
 /** The curl command that sends `body` (JSON) to `path`. */
-export function curlJson(path, body, extraHeaders = []) {
+export function curlJson(path, body, extraHeaders = [], extraArgs = "") {
   const headers = ["content-type: application/json", ...extraHeaders]
     .map((h) => `-H ${shellQuote(h)}`).join(" ");
-  return `curl -s ${url(path)} ${headers} -d ${shellQuote(JSON.stringify(body))}`;
+  return `curl -s ${url(path)} ${headers} -d ${shellQuote(JSON.stringify(body))}${extraArgs ? " " + extraArgs : ""}`;
 }
 
 /** Replace the view's list of requests with these curl commands, each with a copy button. */

@@ -215,7 +215,7 @@ async function runAllOnce() {
   if (!chosen.length) return showError(view, { error: { message: "choose at least one run" } });
   const data = problem();
   const requests = chosen.map((run) => trainRequest(run, data));
-  showRequests(view, requests.map((r) => curlJson("v1/train", r, ["accept: text/event-stream"])));
+  showRequests(view, requests.map((r) => curlJson("v1/train", r, ["accept: text/event-stream"], "-N")));
   const columns = input("train-columns");
   columns.replaceChildren();
   const boxes = chosen.map((run) => {
@@ -225,7 +225,9 @@ async function runAllOnce() {
     columns.append(column);
     return column;
   });
-  const outcomes = await Promise.all(chosen.map((run, i) => stream(run, requests[i], boxes[i])));
+  // One run at a time: the service may bound concurrent work, and the columns fill in turn.
+  const outcomes = [];
+  for (const [i, run] of chosen.entries()) outcomes.push(await stream(run, requests[i], boxes[i]));
   const failed = outcomes.find((o) => o.error);
   outcomes.forEach((o, i) => { if (o.error) $(".status", boxes[i]).textContent = o.error.error?.message ?? "failed"; });
   outcomes.forEach((o, i) => { if (o.result) drawRun(chosen[i], o.result, boxes[i], data.features); });
