@@ -90,7 +90,7 @@ export function trainRequest(run, data) {
 }
 
 /** Read a text/event-stream body, calling onEvent(name, data) per event. */
-async function readEvents(response, onEvent) {
+export async function readEvents(response, onEvent) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
