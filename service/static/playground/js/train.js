@@ -134,6 +134,15 @@ async function stream(run, request, column) {
     return { error: await readJson(response) };
   }
   let outcome = { error: { error: { message: "the stream ended without a result" } } };
+  // The losses of each progress event, drawn as they arrive (at most once a frame).
+  const live = { steps: [], losses: {}, pending: false };
+  const liveBox = el("div", { class: "live" });
+  column.append(liveBox);
+  const redraw = () => {
+    live.pending = false;
+    const series = Object.entries(live.losses).map(([name, ys]) => ({ name, xs: live.steps, ys }));
+    liveBox.replaceChildren(lineChart(series, { xlabel: "step", ylabel: "loss (live)", label: `${run.key} losses so far`, logY: true }));
+  };
   try {
     await readEvents(response, onEvent);
   } catch (exc) {
@@ -143,10 +152,17 @@ async function stream(run, request, column) {
 
   function onEvent(name, data) {
     if (name === "progress") {
+      live.steps.push(data.step);
+      for (const [term, value] of Object.entries(data.losses)) (live.losses[term] ??= []).push(value);
+      if (!live.pending) {
+        live.pending = true;
+        requestAnimationFrame(redraw);
+      }
       bar.max = data.steps;
       bar.value = data.step;
       status.textContent = `step ${data.step}/${data.steps}, epoch ${data.epoch}, total ${fmt(data.losses.total)}`;
     } else if (name === "result") {
+      liveBox.remove();
       outcome = { result: data };
     } else if (name === "error") {
       outcome = { error: data };
