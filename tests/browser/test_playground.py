@@ -74,6 +74,7 @@ def test_regularizers_draw_the_api_answers(pw: Watched, api: httpx.Client) -> No
     assert cells(pw, "gradient") == answer["gradient"]["data"]
     assert json.loads(text(pw, '[data-name="echo"]')) == answer["regularizer"] == l1
     assert json.loads(text(pw, '[data-name="keras"]')) == {"class_name": "L1", "config": {"l1": 0.1}}
+    assert text(pw, '[data-name="constructor"]') == "keras.regularizers.L1(l1=0.1)"
     curve = post(api, "/v1/penalties", {"weights": {
         f"w{i}": {"tensor": {"shape": [1], "datatype": "FP32", "data": [x]}, "regularizer": l1}
         for i, x in enumerate(GRID)}})
@@ -119,6 +120,8 @@ def test_orthogonal_on_a_matrix_and_its_error(pw: Watched, api: httpx.Client) ->
     assert values(pw, '[data-name="penalty"]') == [answer["penalty"]]
     assert cells(pw, "gradient") == answer["gradient"]["data"]
     assert json.loads(text(pw, '[data-name="keras"]'))["class_name"] == "OrthogonalRegularizer"
+    assert text(pw, '[data-name="constructor"]') == (
+        'keras.regularizers.OrthogonalRegularizer(factor=0.1, mode="rows")')
 
     pw.allowed_statuses.add(400)
     pw.page.fill("#reg-matrix", "[[[1, 2]]]")

@@ -79,6 +79,12 @@ function curveRequest(regularizer, datatype) {
   return { body: { weights, return_gradients: true }, xs, pick: (g) => [r * g.shape[1] + c], entry: `W[${r}][${c}]` };
 }
 
+/** `keras.regularizers.L1(l1=0.1)`: the Keras call that builds the regularizer echoed. */
+function constructor({ class_name: name, config }) {
+  const args = Object.entries(config).map(([k, v]) => `${k}=${typeof v === "string" ? JSON.stringify(v) : fmt(v)}`);
+  return `keras.regularizers.${name}(${args.join(", ")})`;
+}
+
 function kerasConfig(echo) {
   const { type, ...config } = echo;
   return { class_name: kerasClasses[type] ?? type, config };
@@ -153,6 +159,7 @@ function drawPoint(body, request) {
     ["penalty", el("span", { class: "value", "data-name": "penalty", "data-value": fmt(body.penalty) }, fmt(body.penalty))],
     ["echo (tagged form)", el("code", { "data-name": "echo" }, JSON.stringify(body.regularizer))],
     ["Keras serialized form", el("code", { "data-name": "keras" }, JSON.stringify(kerasConfig(body.regularizer)))],
+    ["in Keras", el("code", { "data-name": "constructor" }, constructor(kerasConfig(body.regularizer)))],
   ];
   panel.replaceChildren(table(["", "the service's answer"], rows, "the marked point (POST /v1/penalty)"), heatmap("gradient", body.gradient));
 }
