@@ -5,6 +5,8 @@ every request it makes and every console error, and a served playground to point
 from __future__ import annotations
 
 import contextlib
+import json
+import shlex
 import shutil
 import sys
 from collections.abc import Iterator
@@ -12,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import httpx
 
 from tests.deploy.server import clean_env, free_port, serve
 
@@ -110,3 +114,40 @@ def watch(chromium: Any, base: str, viewport: dict[str, int] = DESKTOP) -> Watch
     )
     page.on("pageerror", lambda exc: watched.console_errors.append(f"uncaught: {exc}"))
     return watched
+
+
+# Reading what a page drew, and asking the service the same question.
+
+
+def values(pw: Watched, selector: str) -> list[float]:
+    """The API numbers drawn by the elements matching ``selector`` (their data-value)."""
+    return [float(v) for v in pw.page.eval_on_selector_all(selector, "es => es.map(e => e.dataset.value)")]
+
+
+def cells(pw: Watched, name: str) -> list[float]:
+    return values(pw, f'figure.tensor[data-name="{name}"] g.cell')
+
+
+def text(pw: Watched, selector: str) -> str:
+    return str(pw.page.inner_text(selector))
+
+
+def curl_bodies(pw: Watched, view: str) -> list[Any]:
+    """The JSON bodies of the curl commands the view shows."""
+    commands = pw.page.eval_on_selector_all(f"#{view} pre.curl", "es => es.map(e => e.textContent)")
+    bodies = []
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "curl" and argv[2].startswith(pw.base + "/v1/")
+        bodies.append(json.loads(argv[argv.index("-d") + 1]))
+    return bodies
+
+
+def post(api: httpx.Client, path: str, body: Any) -> Any:
+    response = api.post(path, json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def route_missing(api: httpx.Client, path: str) -> bool:
+    return api.post(path, json={}).status_code == 404
