@@ -169,8 +169,8 @@ def test_each_run_is_the_request_its_name_says(pw: Watched) -> None:
     assert {k: r["optimizer"] for k, r in runs.items()} == {
         "none": {"name": "sgd", "learning_rate": lr}, "l1": {"name": "sgd", "learning_rate": lr},
         "l2": {"name": "sgd", "learning_rate": lr}, "l1prox": {"name": "sgd", "learning_rate": lr},
-        "sgd_l2": {"name": "sgd", "learning_rate": lr, "momentum": 0.9},
-        "sgd_wd": {"name": "sgd", "learning_rate": lr, "momentum": 0.9, **decay},
+        "sgd_l2": {"name": "sgd", "learning_rate": lr, "momentum": 0},
+        "sgd_wd": {"name": "sgd", "learning_rate": lr, "momentum": 0, **decay},
         "adam_l2": {"name": "adam", "learning_rate": lr},
         "adamw": {"name": "adamw", "learning_rate": lr, **decay}}
     assert [k for k, r in runs.items() if r["l1_proximal"]] == ["l1prox"]

@@ -12,7 +12,7 @@ const num = (id) => +input(id).value;
 /** Where an error about a request field is shown: the control that produced that field. */
 const ERROR_FIELDS = {
   optimizer: "learning_rate", kernel_regularizer: "lambda", l1: "lambda", l2: "lambda",
-  weight_decay: "lambda", record: "sparsity_tolerances", targets: "inputs", layers: "inputs",
+  weight_decay: "lambda", momentum: "momentum", record: "sparsity_tolerances", targets: "inputs", layers: "inputs",
 };
 
 export const RUNS = [
@@ -20,8 +20,8 @@ export const RUNS = [
   { key: "l1", title: "L1 (SGD)", opt: "sgd", reg: "l1", checked: true },
   { key: "l2", title: "L2 (SGD)", opt: "sgd", reg: "l2", checked: true },
   { key: "l1prox", title: "L1 proximal (SGD)", opt: "sgd", reg: "l1", proximal: true },
-  { key: "sgd_l2", title: "SGD + momentum + L2", opt: "momentum", reg: "l2" },
-  { key: "sgd_wd", title: "SGD + momentum + weight decay", opt: "momentum", decay: true },
+  { key: "sgd_l2", title: "SGD (momentum) + L2", opt: "momentum", reg: "l2" },
+  { key: "sgd_wd", title: "SGD (momentum) + weight decay 2λ", opt: "momentum", decay: true },
   { key: "adam_l2", title: "Adam + L2", opt: "adam", reg: "l2" },
   { key: "adamw", title: "AdamW", opt: "adamw", decay: true },
 ];
@@ -68,9 +68,10 @@ function optimizer(run) {
   const lr = num("train-lr"), decay = 2 * num("train-lambda");
   if (run.opt === "sgd") return { name: "sgd", learning_rate: lr };
   if (run.opt === "momentum") {
-    return run.decay
-      ? { name: "sgd", learning_rate: lr, momentum: 0.9, weight_decay: decay, exclude_from_weight_decay: ["bias"] }
-      : { name: "sgd", learning_rate: lr, momentum: 0.9 };
+    // momentum 0 (the default): L2(λ) and weight_decay 2λ give the same trajectory (seed 002);
+    // any momentum > 0 separates them.
+    const sgd = { name: "sgd", learning_rate: lr, momentum: num("train-momentum") };
+    return run.decay ? { ...sgd, weight_decay: decay, exclude_from_weight_decay: ["bias"] } : sgd;
   }
   if (run.opt === "adam") return { name: "adam", learning_rate: lr };
   return { name: "adamw", learning_rate: lr, weight_decay: decay, exclude_from_weight_decay: ["bias"] };
