@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from service.api import discovery, health, layers, penalties
+from service.api import discovery, health, layers, penalties, playground
 
 router = APIRouter()
-for module in (penalties, layers, discovery, health):
+for module in (penalties, layers, discovery, health, playground):
     router.include_router(module.router)
 
 __all__ = ["router"]
