@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from service.api import discovery, health, layers, penalties
+from service.api import discovery, health, layers, model, penalties
 
 router = APIRouter()
-for module in (penalties, layers, discovery, health):
+for module in (penalties, layers, model, discovery, health):
     router.include_router(module.router)
 
 __all__ = ["router"]
