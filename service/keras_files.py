@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import h5py
+import h5py  # type: ignore[import-untyped]
 import numpy as np
 from fastapi import Request
 from starlette.datastructures import UploadFile
@@ -105,9 +105,11 @@ def request_fields(parts: Mapping[str, bytes], limits: Limits) -> dict[str, Any]
     if parts["model"][:4] == b"PK\x03\x04":
         if "weights" in parts:
             raise InvalidUpload("a .keras file holds its weights: send no 'weights' part with it")
-        config, h5 = read_keras(parts["model"], limits)
+        config, archived = read_keras(parts["model"], limits)
+        h5: bytes | None = archived
     else:
-        config, h5 = _json(parts["model"], "the part 'model'"), parts.get("weights")
+        config = _json(parts["model"], "the part 'model'")
+        h5 = parts.get("weights")
     fields["model"] = config
     if h5 is not None:
         fields["weights"] = {k: _wire(v) for k, v in read_weights(h5, config, limits).items()}
@@ -190,7 +192,7 @@ def _layer_keys(config: Any) -> dict[str, tuple[str, str]]:
         base = snake_case(cls)
         key = base if base not in used else f"{base}_{used[base] + 1}"
         used[base] = used.get(base, -1) + 1
-        cfg = e.get("config") if isinstance(e.get("config"), dict) else {}
+        cfg = e["config"] if isinstance(e.get("config"), dict) else {}
         keys[key] = (str(e.get("name", cfg.get("name", key))), cls)
     return keys
 
@@ -200,8 +202,8 @@ def read_weights(h5: bytes, config: Any, limits: Limits) -> dict[str, np.ndarray
     try:
         model = keras_config.from_config(config)
         shapes = shapes_of(model, {n: (1, *s[1:]) for n, s in model.input_shapes.items()})
-    except CoreError:
-        raise
+    except CoreError as exc:
+        raise SpecError(exc.message, field="model") from None
     except (KeyError, TypeError) as exc:
         raise SpecError(f"the model config has no usable input shapes ({exc}); give InputLayer batch_shape",
                         field="model") from None

@@ -88,7 +88,7 @@ def from_config(spec: Any) -> Model:
     entries = config.get("layers")
     if not isinstance(entries, list) or not entries:
         raise SpecError("model config needs a non-empty list 'layers'", field="model.layers")
-    name = config.get("name") if isinstance(config.get("name"), str) else "model"
+    name = str(config["name"]) if isinstance(config.get("name"), str) else "model"
     if kind == "Sequential" and "input_layers" not in config:
         return _sequential(entries, name)
     return _functional(entries, config, name)

@@ -130,6 +130,9 @@ def shapes_of(model: Model, input_shapes: Mapping[str, Shape]) -> dict[str, Shap
     for name, node in model.nodes.items():
         if node.layer is None:
             shapes[name] = tuple(input_shapes[name])
+            if not shapes[name]:
+                raise ShapeError(f"input {name!r} must have a batch axis (rank >= 1), got a scalar",
+                                 field="inputs")
             continue
         ins = [shapes[i] for i in node.inputs]
         if node.layer.INPUTS == 1 and len(ins) != 1:

@@ -29,7 +29,7 @@ KerasModel = Annotated[
                       "Keras 3 or tf.keras 2 layout."),
 ]
 
-_EXAMPLE = {
+_EXAMPLE: dict[str, Any] = {
     "model": {"class_name": "Sequential", "config": {"name": "mlp", "layers": [
         {"class_name": "InputLayer", "config": {"batch_shape": [None, 2], "name": "x"}},
         {"class_name": "Dense", "config": {"name": "dense", "units": 2, "activation": "relu",

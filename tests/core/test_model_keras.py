@@ -85,3 +85,12 @@ def tf_keras2(model_json: dict) -> dict:
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_tf_keras2_layout_matches_keras(case: dict) -> None:
     check(run(case, tf_keras2(case["model"])), case)
+
+
+@pytest.mark.parametrize("family", ["layers", "models"])
+def test_vectors_come_from_pinned_keras(family: str) -> None:
+    from tests.reference.vectors import load
+
+    generator = load(family)["generator"]
+    assert generator["keras"] == "3.15.1" and generator["tensorflow"] == "2.21.0"
+    assert generator["script"] == "tests/reference/generate_models.py"

@@ -33,11 +33,10 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import keras  # noqa: E402
-from keras import layers, regularizers  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, regularizers
 
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -306,7 +305,7 @@ def model_case(case_id, model, training=False, batch=4, save=None):
         model.save(FILES / save)
     elif save:
         model.save_weights(FILES / save)
-    probe = keras.Model(model.inputs, [l.output for l in model.layers])
+    probe = keras.Model(model.inputs, [layer.output for layer in model.layers])
     loss_fn = LOSSES[MODEL_LOSS[case_id]]()
     xts = [tf.constant(x) for x in inputs]
     with tf.GradientTape(persistent=True) as tape:
@@ -314,7 +313,7 @@ def model_case(case_id, model, training=False, batch=4, save=None):
         outs = outs if isinstance(outs, list) else [outs]
         y = outs[-1]
         terms = {"data_loss": loss_fn(tf.constant(targets), y)}
-        for layer, o in zip(model.layers, outs):
+        for layer, o in zip(model.layers, outs, strict=True):
             if layer.activity_regularizer is not None:
                 terms[f"{layer.name}/activity_regularizer"] = layer.activity_regularizer(o) / tf.cast(tf.shape(o)[0], o.dtype)
             for arg in ("kernel_regularizer", "bias_regularizer", "gamma_regularizer", "beta_regularizer",
@@ -349,7 +348,7 @@ def model_case(case_id, model, training=False, batch=4, save=None):
         "id": case_id,
         "model": json.loads(model.to_json()),
         "weights": weights,
-        "inputs": wire(inputs[0]) if len(inputs) == 1 else {n: wire(x) for n, x in zip(_input_names(model), inputs)},
+        "inputs": wire(inputs[0]) if len(inputs) == 1 else {n: wire(x) for n, x in zip(_input_names(model), inputs, strict=True)},
         "targets": wire(targets),
         "loss": MODEL_LOSS[case_id],
         "training": training,

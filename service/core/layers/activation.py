@@ -20,7 +20,7 @@ batch and the shared axes.  Regularizer argument: ``alpha_regularizer``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -107,7 +107,7 @@ class Softmax(_Elementwise):
 
 class PReLU(Layer):
     CLASS_NAME = "PReLU"
-    REGULARIZED = {"alpha_regularizer": "alpha"}
+    REGULARIZED: ClassVar[dict[str, str]] = {"alpha_regularizer": "alpha"}
 
     def configure(self, cfg: Config) -> None:
         shared = cfg.get("shared_axes")

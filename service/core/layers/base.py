@@ -118,6 +118,8 @@ class Config:
         spec = self.get(key)
         if spec is None:
             return None
+        if isinstance(spec, Mapping) and "shared_object_id" in spec:  # .keras files mark shared objects
+            spec = {k: v for k, v in spec.items() if k != "shared_object_id"}
         try:
             return regularizers.get(spec)
         except SpecError as exc:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -106,7 +106,7 @@ def col2im(g_cols: np.ndarray, info: Any) -> np.ndarray:
 class _Conv(Layer):
     RANK = 2
     KERNEL = "kernel"
-    REGULARIZED = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
+    REGULARIZED: ClassVar[dict[str, str]] = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
     PADDINGS: tuple[str, ...] = ("valid", "same")
 
     def configure(self, cfg: Config) -> None:
@@ -180,7 +180,7 @@ class _Conv(Layer):
     def linear_backward(self, g_z: np.ndarray, saved: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         cols, info = saved
         k = self.weights["kernel"]
-        n, oh, ow, t, c = cols.shape
+        t, c = cols.shape[3:]
         g2 = g_z.reshape(-1, g_z.shape[-1])
         g_k = (cols.reshape(-1, t * c).T @ g2).reshape(k.shape)
         g_cols = (g2 @ k.reshape(t * c, -1).T).reshape(cols.shape)
@@ -224,7 +224,7 @@ class Conv1D(_Conv):
 
 class DepthwiseConv2D(_Conv):
     CLASS_NAME = "DepthwiseConv2D"
-    REGULARIZED = {"depthwise_regularizer": "kernel", "bias_regularizer": "bias"}
+    REGULARIZED: ClassVar[dict[str, str]] = {"depthwise_regularizer": "kernel", "bias_regularizer": "bias"}
 
     def configure_more(self, cfg: Config) -> None:
         self.multiplier = cfg.int_("depth_multiplier", 1, minimum=1)
@@ -268,7 +268,7 @@ class DepthwiseConv2D(_Conv):
 
 class SeparableConv2D(_Conv):
     CLASS_NAME = "SeparableConv2D"
-    REGULARIZED = {
+    REGULARIZED: ClassVar[dict[str, str]] = {
         "depthwise_regularizer": "depthwise_kernel",
         "pointwise_regularizer": "pointwise_kernel",
         "bias_regularizer": "bias",

@@ -14,7 +14,7 @@ The arithmetic is :mod:`service.core.dense`'s (the one ``/v1/dense`` uses): ``x`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from service.core.layers.base import Cache, Config, Layer, Shape, Weight, known,
 
 class Dense(Layer):
     CLASS_NAME = "Dense"
-    REGULARIZED = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
+    REGULARIZED: ClassVar[dict[str, str]] = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
 
     def configure(self, cfg: Config) -> None:
         self.units = cfg.int_("units", None, minimum=1)
@@ -40,6 +40,7 @@ class Dense(Layer):
         return specs
 
     def output_shape(self, input_shapes: Sequence[Shape]) -> Shape:
+        need_rank(self.where, input_shapes[0], (2, 3, 4, 5, 6), "batch, …, features")
         return (*input_shapes[0][:-1], self.units)
 
     def flops(self, input_shapes: Sequence[Shape]) -> int:

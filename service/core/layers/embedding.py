@@ -7,7 +7,9 @@ adds each output row's gradient onto the row it was read from (a scatter-add):
 Regularizer argument: ``embeddings_regularizer``.  ``mask_zero=true`` (which masks the
 loss downstream) is refused.
 
-    >>> import numpy as np
+    >>> from typing import ClassVar
+
+import numpy as np
     >>> e = Embedding("embedding", {"input_dim": 3, "output_dim": 2})
     >>> e.build([(1, 2)], {"embedding/embeddings": np.arange(6.0).reshape(3, 2)})
     >>> e.forward([np.array([[2.0, 0.0]])], False)[0]
@@ -18,6 +20,7 @@ loss downstream) is refused.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,7 +30,7 @@ from service.core.layers.base import Cache, Config, Layer, Shape, Weight
 
 class Embedding(Layer):
     CLASS_NAME = "Embedding"
-    REGULARIZED = {"embeddings_regularizer": "embeddings"}
+    REGULARIZED: ClassVar[dict[str, str]] = {"embeddings_regularizer": "embeddings"}
 
     def configure(self, cfg: Config) -> None:
         self.input_dim = cfg.int_("input_dim", None, minimum=1)

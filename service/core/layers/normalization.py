@@ -27,7 +27,7 @@ Regularizer arguments: ``gamma_regularizer``, ``beta_regularizer``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def _axes(where: str, axis: Any, rank: int) -> tuple[int, ...]:
 
 
 class _Norm(Layer):
-    REGULARIZED = {"gamma_regularizer": "gamma", "beta_regularizer": "beta"}
+    REGULARIZED: ClassVar[dict[str, str]] = {"gamma_regularizer": "gamma", "beta_regularizer": "beta"}
 
     def configure(self, cfg: Config) -> None:
         self.axis = cfg.get("axis", -1)

@@ -37,7 +37,7 @@ class Flatten(Layer):
 
     def forward(self, xs: Sequence[np.ndarray], training: bool) -> tuple[np.ndarray, Cache]:
         x = xs[0]
-        return x.reshape(self.output_shape([x.shape])), x.shape
+        return x.reshape([int(d or 0) for d in self.output_shape([x.shape])]), x.shape
 
     def backward(self, g: np.ndarray, cache: Cache) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
         return [g.reshape(cache)], {}
@@ -84,7 +84,7 @@ class Reshape(Layer):
 
     def forward(self, xs: Sequence[np.ndarray], training: bool) -> tuple[np.ndarray, Cache]:
         x = xs[0]
-        return x.reshape(self.output_shape([x.shape])), x.shape
+        return x.reshape([int(d or 0) for d in self.output_shape([x.shape])]), x.shape
 
     def backward(self, g: np.ndarray, cache: Cache) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
         return [g.reshape(cache)], {}

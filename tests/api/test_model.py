@@ -1,0 +1,260 @@
+"""POST /v1/model: Keras's own model JSON and .keras / .weights.h5 uploads against the Keras
+vectors, and every malformed model or archive as a 4xx envelope."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.reference.vectors import arrays, cases
+
+FILES = Path(__file__).resolve().parents[1] / "reference" / "keras_files"
+CASES = {c["id"]: c for c in cases("models")}
+RTOL, GRTOL, ATOL = 1e-5, 1e-4, 1e-6
+
+
+def body_of(case: dict, **extra: Any) -> dict:
+    return {"model": case["model"], "weights": case["weights"], "inputs": case["inputs"],
+            "targets": case["targets"], "loss": case["loss"], "training": case["training"], **extra}
+
+
+def fields_of(case: dict) -> dict:
+    return {k: case[k] for k in ("inputs", "targets", "loss", "training")}
+
+
+def tensor(t: dict) -> np.ndarray:
+    return np.asarray(t["data"], dtype=np.float64).reshape(t["shape"])
+
+
+def check(body: dict, case: dict) -> None:
+    exp = arrays(case["expected"])
+    np.testing.assert_allclose(tensor(body["outputs"]), exp["outputs"], rtol=RTOL, atol=ATOL)
+    assert list(body["losses"]) == list(exp["losses"])
+    for k, v in exp["losses"].items():
+        np.testing.assert_allclose(body["losses"][k], v, rtol=RTOL, atol=ATOL, err_msg=k)
+    assert set(body["gradients"]) == set(exp["gradients"])
+    for path, terms in exp["gradients"].items():
+        assert set(body["gradients"][path]) == set(terms)
+        for term, g in terms.items():
+            np.testing.assert_allclose(tensor(body["gradients"][path][term]), g, rtol=GRTOL, atol=ATOL * 10)
+    for path, v in exp["updates"].items():
+        np.testing.assert_allclose(tensor(body["updates"][path]), v, rtol=RTOL, atol=ATOL)
+    names = [entry["name"] for entry in body["layers"]]
+    per_layer = {f"{e['name']}/{k}": v for e in body["layers"] for k, v in e["losses"].items()}
+    assert per_layer == {k: v for k, v in body["losses"].items() if k not in ("data_loss", "total")}
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_model_json_matches_keras(client: TestClient, case_id: str) -> None:
+    r = client.post("/v1/model", json=body_of(CASES[case_id]))
+    assert r.status_code == 200, r.text
+    check(r.json(), CASES[case_id])
+
+
+@pytest.mark.parametrize("case_id", ["cnn", "two_inputs", "embedding_model"])
+def test_keras_file_upload_matches_keras(client: TestClient, case_id: str) -> None:
+    case = CASES[case_id]
+    data = (FILES / case["keras_file"]).read_bytes()
+    r = client.post("/v1/model", files={"model": ("m.keras", data, "application/octet-stream"),
+                                        "request": ("req.json", json.dumps(fields_of(case)), "application/json")})
+    assert r.status_code == 200, r.text
+    check(r.json(), case)
+
+
+def test_weights_h5_upload_with_model_json(client: TestClient) -> None:
+    case = CASES["mlp"]
+    r = client.post("/v1/model", data={"model": json.dumps(case["model"]), "request": json.dumps(fields_of(case))},
+                    files={"weights": ("mlp.weights.h5", (FILES / "mlp.weights.h5").read_bytes())})
+    assert r.status_code == 200, r.text
+    check(r.json(), case)
+
+
+def test_layer_outputs_and_no_gradients(client: TestClient) -> None:
+    case = CASES["cnn"]
+    r = client.post("/v1/model", json=body_of(case, return_gradients=False, return_layer_outputs=True))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["gradients"] is None
+    assert list(body["layer_outputs"]) == ["conv2d", "max_pooling2d", "conv2d_1", "flatten", "dense"]
+    assert body["layer_outputs"]["conv2d"]["shape"] == [4, 6, 6, 4]
+    np.testing.assert_allclose(tensor(body["layer_outputs"]["dense"]), tensor(body["outputs"]))
+
+
+# ---------------------------------------------------------------------------- diagnostics
+
+def small_model(activation: str = "sigmoid", **dense: Any) -> dict:
+    return {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_shape": [None, 4], "name": "x"}},
+        {"class_name": "Dense", "config": {"name": "dense", "units": 3, "activation": activation, **dense}},
+        {"class_name": "Dense", "config": {"name": "dense_1", "units": 1}}]}}
+
+
+def small_weights(scale: float) -> dict:
+    rng = np.random.default_rng(0)
+    return {"dense/kernel": (rng.normal(size=(4, 3)) * scale).tolist(), "dense/bias": [0.0, 0.0, 0.0],
+            "dense_1/kernel": [[1.0], [1.0], [1.0]], "dense_1/bias": [0.0]}
+
+
+def test_seed_000_saturated_sigmoid_is_flagged(client: TestClient) -> None:
+    model = small_model(activity_regularizer={"class_name": "L1", "config": {"l1": 0.01}},
+                        kernel_regularizer={"class_name": "L1L2", "config": {"l1": 0.0, "l2": 0.0}})
+    inputs = (np.full((2, 4), 100.0)).tolist()  # outputs in the hundreds
+    r = client.post("/v1/model", json={"model": model, "weights": small_weights(1.0), "inputs": inputs})
+    assert r.status_code == 200, r.text
+    diags = {d["code"]: d for d in r.json()["diagnostics"]}
+    sat = diags["activity_on_saturated_output"]
+    assert sat["layer"] == "dense" and "of 6 units" in sat["message"]
+    assert diags["zero_factor"]["layer"] == "dense"
+    assert diags["unregularized_layer"]["layer"] == "dense_1"
+    # the same layer on small inputs is not saturated
+    r = client.post("/v1/model", json={"model": model, "weights": small_weights(0.1), "inputs": [[0.1] * 4] * 2})
+    assert "activity_on_saturated_output" not in {d["code"] for d in r.json()["diagnostics"]}
+
+
+def test_negligible_term_and_missing_weight_are_flagged(client: TestClient) -> None:
+    model = small_model("tanh", use_bias=False, bias_regularizer={"class_name": "L2", "config": {"l2": 1.0}},
+                        kernel_regularizer={"class_name": "L2", "config": {"l2": 1e-12}})
+    weights = small_weights(1.0)
+    del weights["dense/bias"]
+    r = client.post("/v1/model", json={"model": model, "weights": weights, "inputs": [[1.0] * 4] * 2,
+                                       "targets": [[5.0], [5.0]], "loss": "mse"})
+    assert r.status_code == 200, r.text
+    codes = {d["code"]: d for d in r.json()["diagnostics"]}
+    assert "dense/kernel_regularizer" in codes["negligible_term"]["message"]
+    assert codes["regularizer_without_weight"]["layer"] == "dense"
+    assert "dense/bias_regularizer" not in r.json()["losses"]
+
+
+# ---------------------------------------------------------------------------- malformed
+
+def post_error(client: TestClient, status: int, code: str, **kwargs: Any) -> dict:
+    r = client.post("/v1/model", **kwargs)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code, err
+    return err
+
+
+def mlp_body(**changes: Any) -> dict:
+    body = body_of(CASES["mlp"])
+    body.update(changes)
+    return body
+
+
+def test_unknown_class_names_layer_and_supported(client: TestClient) -> None:
+    model = json.loads(json.dumps(CASES["mlp"]["model"]))
+    model["config"]["layers"][2]["class_name"] = "GroupNormalization"
+    err = post_error(client, 422, "invalid_spec", json=mlp_body(model=model))
+    assert "'batch_normalization'" in err["message"] and "GroupNormalization" in err["message"]
+    assert "Conv2D" in err["message"]
+
+
+def test_lambda_is_refused(client: TestClient) -> None:
+    model = json.loads(json.dumps(CASES["mlp"]["model"]))
+    model["config"]["layers"][3] = {"class_name": "Lambda", "config": {"name": "lam", "function": "gASV..."}}
+    err = post_error(client, 422, "invalid_spec", json=mlp_body(model=model))
+    assert "Lambda" in err["message"]
+
+
+def test_cycle_is_refused(client: TestClient) -> None:
+    model = json.loads(json.dumps(CASES["two_inputs"]["model"]))
+    layers = {entry["name"]: entry for entry in model["config"]["layers"]}
+    layers["dense"]["inbound_nodes"][0]["args"][0]["config"]["keras_history"] = ["add_1", 0, 0]
+    err = post_error(client, 422, "invalid_spec", json=body_of(CASES["two_inputs"]) | {"model": model})
+    assert "cycle" in err["message"]
+
+
+def test_wrong_weight_shape_names_weight_and_expected_shape(client: TestClient) -> None:
+    weights = dict(CASES["mlp"]["weights"])
+    weights["dense/kernel"] = [[0.0] * 8] * 5
+    err = post_error(client, 400, "shape_mismatch", json=mlp_body(weights=weights))
+    assert "'dense/kernel'" in err["message"] and "[5, 8]" in err["message"] and "[6, 8]" in err["message"]
+
+
+def test_missing_and_unknown_weights(client: TestClient) -> None:
+    weights = dict(CASES["mlp"]["weights"])
+    del weights["batch_normalization/moving_variance"]
+    err = post_error(client, 400, "shape_mismatch", json=mlp_body(weights=weights))
+    assert "missing weight 'batch_normalization/moving_variance'" in err["message"] and "[8]" in err["message"]
+    weights = dict(CASES["mlp"]["weights"]) | {"dense/kernal": [1.0]}
+    err = post_error(client, 400, "shape_mismatch", json=mlp_body(weights=weights))
+    assert "'dense/kernal'" in err["message"]
+
+
+def test_huge_conv_is_priced_before_it_runs(client: TestClient) -> None:
+    model = {"class_name": "Sequential", "config": {"name": "big", "layers": [
+        {"class_name": "Conv2D", "config": {"name": "conv2d", "filters": 512, "kernel_size": 9, "padding": "same"}}]}}
+    weights = {"conv2d/kernel": {"shape": [9, 9, 1, 512], "datatype": "FP32", "data": [0.0] * (81 * 512)},
+               "conv2d/bias": [0.0] * 512}
+    inputs = {"shape": [8, 64, 64, 1], "datatype": "FP32", "data": [0.0] * (8 * 64 * 64)}
+    err = post_error(client, 413, "too_expensive", json={"model": model, "weights": weights, "inputs": inputs})
+    assert "multiply-adds" in err["message"]
+
+
+def test_too_many_layers(make_client: Any) -> None:
+    small = make_client(max_layers=3)
+    err = post_error(small, 413, "too_many_layers", json=mlp_body())
+    assert "6 layers" in err["message"]
+
+
+def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def upload(client: TestClient, data: bytes, **extra: Any) -> Any:
+    files = {"model": ("m.keras", data), "request": (None, json.dumps(fields_of(CASES["cnn"])))}
+    return client.post("/v1/model", files=files, **extra)
+
+
+def test_zip_bomb_is_refused_before_decompressing(client: TestClient) -> None:
+    bomb = zip_bytes({"config.json": b"{}", "model.weights.h5": b"\0" * (64 << 20)}, zipfile.ZIP_DEFLATED)
+    assert len(bomb) < 200_000
+    r = upload(client, bomb)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large", r.text
+    assert "zip bomb" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("name", ["../config.json", "/etc/passwd", "a/../../b", "C:evil", "a\\..\\b"])
+def test_traversal_members_are_refused(client: TestClient, name: str) -> None:
+    r = upload(client, zip_bytes({name: b"{}", "config.json": b"{}", "model.weights.h5": b""}))
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "invalid_upload"
+    assert "refused" in r.json()["error"]["message"]
+
+
+def test_hdf5_that_is_not_keras(client: TestClient) -> None:
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_dataset("model_weights/dense/kernel", data=np.zeros((2, 2)))
+    files = {"model": ("m.keras", zip_bytes({"config.json": json.dumps(CASES["cnn"]["model"]).encode(),
+                                             "model.weights.h5": buf.getvalue()}))}
+    r = client.post("/v1/model", files=files | {"request": (None, json.dumps(fields_of(CASES["cnn"])))})
+    assert r.status_code == 422 and "no 'layers' group" in r.json()["error"]["message"], r.text
+    r = client.post("/v1/model", data={"model": json.dumps(CASES["mlp"]["model"]),
+                                       "request": json.dumps(fields_of(CASES["mlp"]))},
+                    files={"weights": ("w.h5", b"not hdf5 at all")})
+    assert r.status_code == 422 and "not an HDF5 file" in r.json()["error"]["message"], r.text
+
+
+def test_not_a_zip_and_bad_parts(client: TestClient) -> None:
+    r = client.post("/v1/model", files={"model": ("m.keras", b"PK\x03\x04garbage")})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_upload", r.text
+    r = client.post("/v1/model", files={"modle": ("m.keras", b"{}")})
+    assert r.status_code == 422 and "unknown form part 'modle'" in r.json()["error"]["message"], r.text
+    r = client.post("/v1/model", files={"model": (None, "{not json"), "request": (None, "{}")})
+    assert r.status_code == 422 and "not valid JSON" in r.json()["error"]["message"], r.text
+    r = client.post("/v1/model", data={"model": "{}", "request": "{}"})  # urlencoded: not a file upload
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type", r.text
