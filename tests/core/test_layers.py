@@ -28,7 +28,7 @@ def built(case: dict) -> tuple[Any, list[np.ndarray], dict[str, np.ndarray]]:
 
 @pytest.mark.parametrize("case", FP64, ids=[c["id"] for c in FP64])
 def test_vjp_matches_central_differences(case: dict) -> None:
-    layer, xs, weights = built(case)
+    layer, xs, _ = built(case)
     up = arrays(case["upstream"])
     training = case["training"]
     _, cache = layer.forward(xs, training)
