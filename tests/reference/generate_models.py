@@ -278,7 +278,16 @@ def embedding_model():
     return _seq(items, "embedding_model")
 
 
-MODEL_LOSS = {"cnn": "categorical_crossentropy", "mlp": "binary_crossentropy", "mlp_bn_training": "binary_crossentropy",
+def softmax_head():
+    """A Softmax *layer* as the head, with logits large enough that the probabilities
+    saturate: Keras's crossentropy then reads the logits attached to the output."""
+    items = [layers.InputLayer((4,), name="x"),
+             layers.Dense(3, kernel_regularizer=L2(0.125), name="dense"),
+             layers.Softmax(name="softmax")]
+    return _seq(items, "softmax_head")
+
+
+MODEL_LOSS = {"softmax_head": "categorical_crossentropy", "cnn": "categorical_crossentropy", "mlp": "binary_crossentropy", "mlp_bn_training": "binary_crossentropy",
               "two_inputs": "mean_squared_error", "embedding_model": "binary_crossentropy"}
 LOSSES = {"categorical_crossentropy": keras.losses.CategoricalCrossentropy, "binary_crossentropy": keras.losses.BinaryCrossentropy,
           "mean_squared_error": keras.losses.MeanSquaredError}
@@ -289,6 +298,10 @@ def model_case(case_id, model, training=False, batch=4, save=None):
     weights = {}
     for layer in model.layers:
         weights.update(set_weights(layer, rng, np.float32, positive=("moving_variance",)))
+    if case_id == "softmax_head":  # saturate: logits of size ~40
+        layer = model.get_layer("dense")
+        layer.kernel.assign(layer.kernel.numpy() * 40)
+        weights["dense/kernel"] = wire(layer.kernel.numpy())
     inputs = []
     for t in model.inputs:
         shape = (batch, *t.shape[1:])
@@ -373,6 +386,7 @@ def model_cases():
         ("mlp_bn_training", lambda: mlp(False), True, None),
         ("two_inputs", two_inputs, False, "two_inputs.keras"),
         ("embedding_model", embedding_model, False, "embedding_model.keras"),
+        ("softmax_head", softmax_head, False, None),
     ]:
         keras.backend.clear_session()
         out.append(model_case(case_id, make(), training=training, save=save))

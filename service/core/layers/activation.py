@@ -101,9 +101,6 @@ class Softmax(_Elementwise):
             axis = tuple(axis)
         return activations.get({"name": "softmax", "axis": axis})
 
-    def head(self, cache: Cache) -> Any:
-        return None  # the Softmax layer calls ops.softmax: no logits attached
-
 
 class PReLU(Layer):
     CLASS_NAME = "PReLU"
