@@ -7,6 +7,8 @@ Each diagnostic is ``{"code", "layer", "message"}``:
                                   units have activation derivative ~0 (``|f'(z)| < 1e-6``): the
                                   penalty's gradient cannot pass them (seed 000: outputs in the
                                   hundreds saturate a sigmoid)
+``activity_on_inactive_output``  an activity regularizer on a relu-like output where at least
+                                  90% of the units are inactive (derivative ~0)
 ``negligible_term``               a regularization term below 1e-6 of the total
 ``zero_factor``                   a regularizer whose every factor is 0: it adds nothing
 ``regularizer_without_weight``    a regularizer for a weight the layer does not have
@@ -36,9 +38,14 @@ NEGLIGIBLE = 1e-6
 FLAT = 1e-6
 #: Share of saturated units from which an activity regularizer is flagged.
 SATURATED_SHARE = 0.5
+#: Share of inactive units (relu-like activations, where half inactive is ordinary).
+INACTIVE_SHARE = 0.9
+#: Activations that flatten out at both ends (saturate) rather than switch off.
+SATURATING = {"sigmoid", "tanh", "hard_sigmoid", "hard_tanh", "softsign", "sparse_sigmoid", "relu6", "log_sigmoid"}
 
 
-def _saturation(layer: Any, cache: Any) -> tuple[int, int] | None:
+def _saturation(layer: Any, cache: Any) -> tuple[str, int, int] | None:
+    """``(activation name, units with derivative ~0, units)`` of the layer's output."""
     head = layer.head(cache)
     if head is None:
         return None
@@ -46,7 +53,7 @@ def _saturation(layer: Any, cache: Any) -> tuple[int, int] | None:
     if act.name in ("softmax", "log_softmax", "linear") or z.size == 0:
         return None
     slope = np.abs(act.vjp(z, None, np.ones_like(z)))
-    return int((slope < FLAT).sum()), int(z.size)
+    return act.name, int((slope < FLAT).sum()), int(z.size)
 
 
 def diagnose(model: Model, values: Mapping[str, np.ndarray], caches: Mapping[str, Any],
@@ -64,12 +71,18 @@ def diagnose(model: Model, values: Mapping[str, np.ndarray], caches: Mapping[str
             continue
         if "activity_regularizer" in layer.regularizers:
             sat = _saturation(layer, caches[name])
-            if sat is not None and sat[1] and sat[0] / sat[1] >= SATURATED_SHARE:
-                add("activity_on_saturated_output", name,
-                    f"activity_regularizer on {name!r} sees a saturated output: {sat[0]} of {sat[1]} "
-                    f"units ({100 * sat[0] / sat[1]:.0f}%) have activation derivative below {FLAT:g}, "
-                    "so the penalty's gradient does not reach the weights through them; "
-                    "scale the inputs down or regularize the pre-activation")
+            if sat is not None:
+                act, flat, units = sat
+                share = flat / units
+                numbers = (f"{flat} of {units} units ({100 * share:.0f}%) have {act} derivative below {FLAT:g}, "
+                           "so the penalty's gradient does not reach the weights through them")
+                if act in SATURATING and share >= SATURATED_SHARE:
+                    add("activity_on_saturated_output", name,
+                        f"activity_regularizer on {name!r} sees a saturated output: {numbers}; "
+                        "scale the inputs or weights down, or regularize the pre-activation")
+                elif act not in SATURATING and share >= INACTIVE_SHARE:
+                    add("activity_on_inactive_output", name,
+                        f"activity_regularizer on {name!r} sees a mostly inactive output: {numbers}")
         present = {w.name for w in layer.specs}
         for arg, reg in layer.regularizers.items():
             factors = [v for v in reg.params().values() if isinstance(v, int | float)]

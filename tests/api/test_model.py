@@ -258,3 +258,24 @@ def test_not_a_zip_and_bad_parts(client: TestClient) -> None:
     assert r.status_code == 422 and "not valid JSON" in r.json()["error"]["message"], r.text
     r = client.post("/v1/model", data={"model": "{}", "request": "{}"})  # urlencoded: not a file upload
     assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type", r.text
+
+
+def test_mostly_inactive_relu_output_is_flagged_not_half_inactive(client: TestClient) -> None:
+    model = small_model("relu", activity_regularizer={"class_name": "L2", "config": {"l2": 0.01}})
+    weights = small_weights(1.0)
+    weights["dense/bias"] = [-1000.0, -1000.0, -1000.0]
+    r = client.post("/v1/model", json={"model": model, "weights": weights, "inputs": [[0.5] * 4] * 2})
+    diags = {d["code"]: d for d in r.json()["diagnostics"]}
+    assert "6 of 6 units (100%) have relu derivative below 1e-06" in diags["activity_on_inactive_output"]["message"]
+    assert "activity_on_saturated_output" not in diags
+    weights["dense/bias"] = [-1000.0, 1000.0, 1000.0]  # a third inactive: ordinary for relu
+    r = client.post("/v1/model", json={"model": model, "weights": weights, "inputs": [[0.5] * 4] * 2})
+    assert not {"activity_on_inactive_output", "activity_on_saturated_output"} & {d["code"] for d in r.json()["diagnostics"]}
+
+
+def test_training_mode_dropout_is_flagged(client: TestClient) -> None:
+    r = client.post("/v1/model", json=body_of(CASES["mlp"], training=True))
+    assert r.status_code == 200, r.text
+    diags = [d for d in r.json()["diagnostics"] if d["code"] == "dropout_mask_not_keras"]
+    assert [d["layer"] for d in diags] == ["dropout"]
+    assert set(r.json()["updates"]) == {"batch_normalization/moving_mean", "batch_normalization/moving_variance"}

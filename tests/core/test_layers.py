@@ -14,7 +14,7 @@ from service.core.layers import CLASSES, create
 from tests.gradcheck import assert_gradient
 from tests.reference.vectors import arrays, cases
 
-FP64 = [c for c in cases("layers") if c["upstream"]["datatype"] == "FP64"]
+FP64 = [c for c in cases("layers") if not c.get("difference") and c["upstream"]["datatype"] == "FP64"]
 
 
 def built(case: dict) -> tuple[Any, list[np.ndarray], dict[str, np.ndarray]]:
@@ -77,6 +77,16 @@ def test_dropout_training_uses_the_services_seeded_mask() -> None:
     np.testing.assert_array_equal(y, np.where(keep, 2.0, 0.0))
     np.testing.assert_array_equal(layer.backward(np.ones((4, 6)), cache)[0][0], y)
     assert layer.forward([x], False)[0] is x
+
+
+def test_dropout_training_mask_differs_from_keras_but_scales_alike() -> None:
+    """The README's deliberate difference: same rate and 1/(1 − rate) scaling, not Keras's draw."""
+    case = next(c for c in cases("layers") if c["id"] == "dropout_training_keras_mask")
+    keras_y = arrays(case["expected"]["outputs"])
+    layer = create("Dropout", "dropout", case["config"]["config"])
+    ours = layer.forward([arrays(case["inputs"])[0]], True)[0]
+    assert set(np.unique(keras_y)) <= {0.0, 2.0} and set(np.unique(ours)) <= {0.0, 2.0}
+    assert not np.array_equal(ours, keras_y)
 
 
 def test_batch_norm_training_moving_statistics_formula() -> None:

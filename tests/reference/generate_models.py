@@ -393,8 +393,19 @@ def model_cases():
     return out
 
 
+def dropout_training_case():
+    """Keras's own Dropout mask in training mode (seed 7, rate 0.5, on ones): the service
+    draws its own mask, so this case records the difference rather than a value to match."""
+    keras.backend.clear_session()
+    layer = layers.Dropout(0.5, seed=7)
+    y = layer(tf.ones((4, 6)), training=True)
+    return {"id": "dropout_training_keras_mask", "difference": True, "class_name": "Dropout", "name": layer.name,
+            "config": layer_config(layer), "inputs": [wire(np.ones((4, 6), np.float32))],
+            "expected": {"outputs": wire(y)}}
+
+
 def main():
-    write("layers", layer_cases())
+    write("layers", [*layer_cases(), dropout_training_case()])
     write("models", model_cases())
 
 
