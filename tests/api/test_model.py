@@ -279,3 +279,39 @@ def test_training_mode_dropout_is_flagged(client: TestClient) -> None:
     diags = [d for d in r.json()["diagnostics"] if d["code"] == "dropout_mask_not_keras"]
     assert [d["layer"] for d in diags] == ["dropout"]
     assert set(r.json()["updates"]) == {"batch_normalization/moving_mean", "batch_normalization/moving_variance"}
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_block(marker: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"<!-- {marker} -->")
+    body = text[start:].split("```", 2)[1]
+    return body.split("\n", 1)[1]
+
+
+def test_readme_upload_example(client: TestClient) -> None:
+    from tests.deploy.test_readme import mismatches
+
+    request = json.loads(_readme_block("upload-request"))
+    command = _readme_block("upload-example")
+    assert "-F model=@tests/reference/keras_files/embedding_model.keras" in command
+    data = (FILES / "embedding_model.keras").read_bytes()
+    r = client.post("/v1/model", files={"model": ("m.keras", data), "request": (None, json.dumps(request))})
+    assert r.status_code == 200, r.text
+    assert list(mismatches(json.loads(_readme_block("upload-response")), r.json())) == []
+    check(r.json(), CASES["embedding_model"])
+
+
+def test_readme_seed_000_claims(client: TestClient) -> None:
+    from tests.deploy.test_readme import BY_NAME
+
+    flat = client.post("/v1/model", json=BY_NAME["seed-000-saturated"].body).json()
+    grads = tensor(flat["gradients"]["hidden/kernel"]["hidden/activity_regularizer"])
+    assert 0 < np.abs(grads).max() <= 1.2e-10
+    assert np.abs(tensor(flat["gradients"]["hidden/kernel"]["data_loss"])).max() <= 1e-9
+    pre = client.post("/v1/model", json=BY_NAME["seed-000-pre-activation"].body).json()
+    g = tensor(pre["gradients"]["hidden/kernel"]["hidden/activity_regularizer"])
+    x = np.array([[30, 40, 50, 60], [20, 30, 40, 50]], dtype=np.float64)
+    np.testing.assert_allclose(g, np.repeat(0.01 * x.sum(axis=0)[:, None] / 2, 2, axis=1), rtol=1e-6)
