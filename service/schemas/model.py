@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import ConfigDict, Field, StrictBool, model_validator
+from pydantic import ConfigDict, Field, RootModel, StrictBool, model_validator
 
 from service.core import keras_config
 from service.core.model import Model, ModelResult
@@ -97,14 +97,18 @@ class Diagnostic(_Response):
     message: str
 
 
+class NamedTensors(RootModel[dict[str, TensorResult]]):
+    """Tensors by name: layer outputs by layer name, updated statistics by weight path."""
+
+
 class ModelResponse(_Response):
     outputs: TensorResult
     losses: dict[str, Number] = Field(description="data_loss, '<layer>/<argument>' for every term, and total.")
     layers: list[LayerSummary]
     gradients: ParameterGradients | None = Field(
         description="gradients['<layer>/<weight>'][term] for every trainable weight; total is what fit applies.")
-    layer_outputs: dict[str, TensorResult] | None = None
-    updates: dict[str, TensorResult] = Field(
+    layer_outputs: NamedTensors | None = None
+    updates: NamedTensors = Field(
         default_factory=dict,
         description="Training mode: BatchNormalization's updated moving statistics, by weight path.")
     diagnostics: list[Diagnostic]
