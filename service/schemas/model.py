@@ -109,7 +109,7 @@ class ModelResponse(_Response):
         description="gradients['<layer>/<weight>'][term] for every trainable weight; total is what fit applies.")
     layer_outputs: NamedTensors | None = None
     updates: NamedTensors = Field(
-        default_factory=dict,
+        default_factory=lambda: NamedTensors({}),
         description="Training mode: BatchNormalization's updated moving statistics, by weight path.")
     diagnostics: list[Diagnostic]
 
