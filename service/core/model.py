@@ -199,9 +199,10 @@ def evaluate(
     activity_normalization: str = "batch",
     return_gradients: bool = True,
     return_layer_outputs: bool = False,
+    diagnose: bool = True,
 ) -> ModelResult:
     """Forward pass, every labelled term and ``gradients[weight][term]`` (see the module doc)."""
-    from service.core.diagnostics import diagnose
+    from service.core.diagnostics import diagnose as find_diagnostics
 
     check_normalization(activity_normalization)
     xs = _inputs_by_name(model, inputs)
@@ -276,7 +277,7 @@ def evaluate(
                for k, v in node.layer.updates(caches[n]).items()}
     layer_outputs = (finish({n: values[n] for n in caches}, dtype, prefix="layer_outputs.")
                      if return_layer_outputs else None)
-    diagnostics = diagnose(model, values, caches, losses, training)
+    diagnostics = find_diagnostics(model, values, caches, losses, training) if diagnose else []
     if not return_gradients:
         return ModelResult(outputs, losses, summary, None, layer_outputs, diagnostics, updates)
 

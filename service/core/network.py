@@ -15,6 +15,10 @@ to one parameter; a term that does not reach a parameter is omitted:
 
 ``gradients[...]["total"]`` is their sum: the gradient ``fit`` applies.
 
+The stack is evaluated as a Sequential model of :class:`service.core.layers.dense.Dense`
+layers by :func:`service.core.model.evaluate`, the code ``POST /v1/model`` runs; this
+module validates the stack (field names ``layers.<i>.…`` in errors) and names its layers.
+
 Crossentropy on a sigmoid/softmax head: Keras's ``sigmoid`` and ``softmax``
 activations attach their logits to their output, and ``binary_crossentropy`` /
 ``categorical_crossentropy`` with ``from_logits=False`` then compute from those
@@ -45,21 +49,14 @@ from service.core import losses as loss_registry
 from service.core.activations import Activation
 from service.core.dense import (
     ActivationSpec,
-    Layer,
-    Pass,
     RegularizerSpec,
-    activity_divisor,
-    activity_gradient,
-    backward,
     build_layer,
     check_inputs,
     check_normalization,
-    forward,
-    layer_penalties,
 )
 from service.core.errors import ShapeError, SpecError, shown
 from service.core.losses import Loss
-from service.core.numeric import FloatArray, finish, result_dtype, total, work_dtype
+from service.core.numeric import result_dtype, work_dtype
 
 
 @dataclass(frozen=True)
@@ -140,27 +137,6 @@ def _get_loss(spec: str | Mapping[str, Any] | Loss) -> Loss:
         raise SpecError(f"loss: {exc.message}", field="loss") from None
 
 
-def _backprop(
-    layers: Sequence[Layer],
-    passes: Sequence[Pass],
-    names: Sequence[str],
-    top: int,
-    g_z: FloatArray,
-    term: str,
-    grads: dict[str, dict[str, FloatArray]],
-) -> None:
-    """Propagate ``g_z = ∂term/∂z_top`` down to layer 0, recording each kernel and bias gradient."""
-    for i in range(top, -1, -1):
-        d_kernel, d_bias, d_x = backward(layers[i], passes[i], g_z, need_inputs=i > 0)
-        grads[f"{names[i]}/kernel"][term] = d_kernel
-        if d_bias is not None:
-            grads[f"{names[i]}/bias"][term] = d_bias
-        if i > 0:
-            assert d_x is not None
-            below = passes[i - 1]
-            g_z = layers[i - 1].activation.vjp(below.z, below.y, d_x)
-
-
 def network(
     inputs: np.ndarray,
     targets: np.ndarray,
@@ -187,61 +163,32 @@ def network(
     ]
     data_loss_fn = _get_loss(loss)
 
-    wd = work_dtype(dtype)
-    x: FloatArray = np.asarray(inputs, dtype=wd)
-    passes: list[Pass] = []
+    # The stack is a Sequential model of Dense layers: one code path with POST /v1/model.
+    from service.core.layers.dense import Dense
+    from service.core.model import Model, Node, evaluate
+
+    shape = inputs.shape
     for i, layer in enumerate(built):
-        check_inputs(x, layer, field="inputs" if i == 0 else f"the outputs of layer {names[i - 1]!r}")
-        passes.append(forward(layer, x))
-        x = passes[-1].y
-    if not _targets_fit(targets.shape, x.shape):
+        check_inputs(np.broadcast_to(np.zeros((), work_dtype(dtype)), shape), layer,
+                     field="inputs" if i == 0 else f"the outputs of layer {names[i - 1]!r}")
+        shape = (*shape[:-1], layer.units)
+    if not _targets_fit(targets.shape, shape):
         raise ShapeError(
             f"targets have shape {list(targets.shape)} but the network outputs shape "
-            f"{list(x.shape)}; they must be equal (or differ by a trailing axis of size 1)",
+            f"{list(shape)}; they must be equal (or differ by a trailing axis of size 1)",
             field="targets",
         )
-    t = np.asarray(targets, dtype=wd)
-    head = passes[-1]
-    from_logits = logits_loss(data_loss_fn, built[-1].activation, head.y.ndim)
-
-    terms: dict[str, Any] = {
-        "data_loss": from_logits.value(t, head.z) if from_logits else data_loss_fn.value(t, head.y)
-    }
-    divisors = [activity_divisor(p.y, activity_normalization) for p in passes]
-    for name, layer, p, divisor in zip(names, built, passes, divisors, strict=True):
-        for term, value in layer_penalties(layer, p, divisor).items():
-            terms[f"{name}/{term}"] = value
-    losses = finish({**terms, "total": total(terms, head.y.dtype.type(0))}, dtype, prefix="losses.")
-    outputs = finish({"outputs": head.y}, dtype)["outputs"]
-    if not return_gradients:
-        return NetworkResult(outputs=outputs, losses=losses, gradients=None)
-
-    grads: dict[str, dict[str, FloatArray]] = {}
-    like: dict[str, FloatArray] = {}
-    for name, layer in zip(names, built, strict=True):
-        grads[f"{name}/kernel"], like[f"{name}/kernel"] = {}, layer.kernel
-        if layer.bias is not None:
-            grads[f"{name}/bias"], like[f"{name}/bias"] = {}, layer.bias
-
-    g_top = (
-        from_logits.gradient(t, head.z)
-        if from_logits
-        else built[-1].activation.vjp(head.z, head.y, data_loss_fn.gradient(t, head.y))
+    nodes = {"": Node("", None, [])}  # the input node; layer names are never empty
+    weights: dict[str, np.ndarray] = {}
+    previous = ""
+    for name, spec, layer in zip(names, layers, built, strict=True):
+        nodes[name] = Node(name, Dense.of(name, layer), [previous])
+        weights[f"{name}/kernel"] = spec.kernel
+        if spec.bias is not None:
+            weights[f"{name}/bias"] = spec.bias
+        previous = name
+    result = evaluate(
+        Model(nodes, [""], [previous]), weights, inputs, targets, data_loss_fn,
+        activity_normalization=activity_normalization, return_gradients=return_gradients, diagnose=False,
     )
-    _backprop(built, passes, names, len(built) - 1, g_top, "data_loss", grads)
-    for k, (name, layer) in enumerate(zip(names, built, strict=True)):
-        for term, reg in layer.regularizers.items():
-            label = f"{name}/{term}"
-            if term == "kernel_regularizer":
-                grads[f"{name}/kernel"][label] = reg.gradient(layer.kernel)
-            elif term == "bias_regularizer":
-                assert layer.bias is not None
-                grads[f"{name}/bias"][label] = reg.gradient(layer.bias)
-            else:
-                g_z = activity_gradient(layer, passes[k], divisors[k])
-                _backprop(built, passes, names, k, g_z, label, grads)
-    gradients = {
-        param: finish({**of, "total": total(of, like[param])}, dtype, prefix=f"gradients.{param}.")
-        for param, of in grads.items()
-    }
-    return NetworkResult(outputs=outputs, losses=losses, gradients=gradients)
+    return NetworkResult(outputs=result.outputs, losses=result.losses, gradients=result.gradients)

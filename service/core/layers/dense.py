@@ -30,6 +30,18 @@ class Dense(Layer):
         self.units = cfg.int_("units", None, minimum=1)
         self.use_bias = cfg.bool_("use_bias", True)
         self.activation = cfg.activation()
+        self.prefix = f"{self.name}/"
+
+    @classmethod
+    def of(cls, name: str, layer: dense_math.Layer) -> Dense:
+        """The layer of an already validated :class:`service.core.dense.Layer` (``/v1/network``'s
+        stack); errors keep that layer's field prefix (``layers.1.``)."""
+        self = cls.__new__(cls)
+        self.name, self.where, self.prefix = name, f"layer {name!r} (Dense)", layer.where
+        self.regularizers = dict(layer.regularizers)
+        self.units, self.use_bias, self.activation = layer.units, layer.bias is not None, layer.activation
+        self.weights = {}
+        return self
 
     def weight_specs(self, input_shapes: Sequence[Shape]) -> list[Weight]:
         need_rank(self.where, input_shapes[0], (2, 3, 4, 5, 6), "batch, …, features")
@@ -52,7 +64,7 @@ class Dense(Layer):
     def _math(self) -> dense_math.Layer:
         return dense_math.Layer(
             kernel=self.weights["kernel"], bias=self.weights.get("bias"),
-            activation=self.activation, regularizers={}, where=f"{self.name}/",
+            activation=self.activation, regularizers={}, where=self.prefix,
         )
 
     def forward(self, xs: Sequence[np.ndarray], training: bool) -> tuple[np.ndarray, Cache]:
