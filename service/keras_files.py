@@ -43,6 +43,9 @@ from service.errors import ApiError, PayloadTooLarge, TooManyElements
 #: A member may expand at most this many times (JSON and HDF5 compress 3-10x).
 MAX_RATIO = 200
 PARTS = ("model", "weights", "request")
+#: Stands in for a size the config leaves open (a sequence length) when working out the
+#: weights' shapes; no layer's weights depend on such a size.
+UNKNOWN_SIZE = 4096
 
 
 class InvalidUpload(ApiError):
@@ -201,7 +204,8 @@ def read_weights(h5: bytes, config: Any, limits: Limits) -> dict[str, np.ndarray
     """``{"<layer>/<weight>": array}`` from Keras 3 weights HDF5 bytes, for the model ``config``."""
     try:
         model = keras_config.from_config(config)
-        shapes = shapes_of(model, {n: (1, *s[1:]) for n, s in model.input_shapes.items()})
+        shapes = shapes_of(model, {n: (1, *(UNKNOWN_SIZE if d is None else d for d in s[1:]))
+                                   for n, s in model.input_shapes.items()})
     except CoreError as exc:
         raise SpecError(exc.message, field="model") from None
     except (KeyError, TypeError) as exc:

@@ -315,3 +315,51 @@ def test_readme_seed_000_claims(client: TestClient) -> None:
     g = tensor(pre["gradients"]["hidden/kernel"]["hidden/activity_regularizer"])
     x = np.array([[30, 40, 50, 60], [20, 30, 40, 50]], dtype=np.float64)
     np.testing.assert_allclose(g, np.repeat(0.01 * x.sum(axis=0)[:, None] / 2, 2, axis=1), rtol=1e-6)
+
+
+def test_weights_h5_for_a_model_with_open_sequence_length(client: TestClient) -> None:
+    """Keras models often leave the sequence length open ([None, None]); the weights' shapes
+    do not depend on it, so the .weights.h5 is still read."""
+    case = CASES["embedding_model"]
+    model = json.loads(json.dumps(case["model"]))
+    model["config"]["layers"][0]["config"]["batch_shape"] = [None, None]
+    with zipfile.ZipFile(FILES / "embedding_model.keras") as z:
+        h5 = z.read("model.weights.h5")
+    r = client.post("/v1/model", files={"model": (None, json.dumps(model)), "weights": ("w.weights.h5", h5),
+                                        "request": (None, json.dumps(fields_of(case)))})
+    assert r.status_code == 200, r.text
+    check(r.json(), case)
+
+
+def test_multipart_edge_cases_are_4xx(client: TestClient) -> None:
+    keras_file = (FILES / "cnn.keras").read_bytes()
+    too_many = {"model": ("m.keras", keras_file), "weights": ("w", b"x"), "request": (None, "{}"), "extra": (None, "1")}
+    r = client.post("/v1/model", files=too_many)
+    assert 400 <= r.status_code < 500 and "error" in r.json(), r.text
+    r = client.post("/v1/model", files={"model": ("m.keras", keras_file), "request": (None, "[1, 2]")})
+    assert r.status_code == 422 and "must be a JSON object" in r.json()["error"]["message"], r.text
+    r = client.post("/v1/model", files={"model": ("m.keras", keras_file)})  # no inputs
+    assert r.status_code == 422 and "inputs" in r.json()["error"]["message"], r.text
+    r = client.post("/v1/model", files={"model": ("m.keras", keras_file), "weights": ("w.h5", b"x"),
+                                        "request": (None, "{}")})
+    assert r.status_code == 422 and "holds its weights" in r.json()["error"]["message"], r.text
+    both = json.dumps(fields_of(CASES["cnn"]) | {"model": CASES["cnn"]["model"]})
+    r = client.post("/v1/model", files={"model": ("m.keras", keras_file), "request": (None, both)})
+    assert r.status_code == 422 and "given both" in r.json()["error"]["message"], r.text
+
+
+def test_h5_layer_count_mismatch_and_integer_weights(client: TestClient) -> None:
+    case = CASES["mlp"]
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_dataset("layers/dense/vars/0", data=np.zeros((6, 8), np.float32))
+    r = client.post("/v1/model", files={"model": (None, json.dumps(case["model"])), "weights": ("w.h5", buf.getvalue()),
+                                        "request": (None, json.dumps(fields_of(case)))})
+    assert r.status_code == 422 and "1 variables for layer 'dense'; Dense has 2" in r.json()["error"]["message"], r.text
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_dataset("layers/dense/vars/0", data=np.zeros((6, 8), np.int32))
+        f.create_dataset("layers/dense/vars/1", data=np.zeros((8,), np.int32))
+    r = client.post("/v1/model", files={"model": (None, json.dumps(case["model"])), "weights": ("w.h5", buf.getvalue()),
+                                        "request": (None, json.dumps(fields_of(case)))})
+    assert r.status_code == 422 and "dtype int32" in r.json()["error"]["message"], r.text
