@@ -363,3 +363,14 @@ def test_h5_layer_count_mismatch_and_integer_weights(client: TestClient) -> None
     r = client.post("/v1/model", files={"model": (None, json.dumps(case["model"])), "weights": ("w.h5", buf.getvalue()),
                                         "request": (None, json.dumps(fields_of(case)))})
     assert r.status_code == 422 and "dtype int32" in r.json()["error"]["message"], r.text
+
+
+def test_hdf5_links_are_refused(client: TestClient) -> None:
+    case = CASES["mlp"]
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_dataset("elsewhere/0", data=np.zeros((6, 8), np.float32))
+        f["layers/dense/vars"] = h5py.SoftLink("/elsewhere")
+    r = client.post("/v1/model", files={"model": (None, json.dumps(case["model"])), "weights": ("w.h5", buf.getvalue()),
+                                        "request": (None, json.dumps(fields_of(case)))})
+    assert r.status_code == 422 and "links are refused" in r.json()["error"]["message"], r.text
