@@ -83,7 +83,7 @@ def diagnose(model: Model, values: Mapping[str, np.ndarray], caches: Mapping[str
                 elif act not in SATURATING and share >= INACTIVE_SHARE:
                     add("activity_on_inactive_output", name,
                         f"activity_regularizer on {name!r} sees a mostly inactive output: {numbers}")
-        present = {w.name for w in layer.specs}
+        present = {w.name for w in layer.specs if w.trainable}
         for arg, reg in layer.regularizers.items():
             factors = [v for v in reg.params().values() if isinstance(v, int | float)]
             if factors and all(f == 0 for f in factors):
@@ -91,7 +91,8 @@ def diagnose(model: Model, values: Mapping[str, np.ndarray], caches: Mapping[str
             weight = layer.REGULARIZED.get(arg)
             if weight is not None and weight not in present:
                 add("regularizer_without_weight", name,
-                    f"{name}/{arg} is given but {name!r} has no weight {weight!r}: no term is added (as in Keras)")
+                    f"{name}/{arg} is given but {name!r} has no trainable weight {weight!r}"
+                    f"{' (the layer is frozen)' if not layer.trainable else ''}: no term is added (as in Keras)")
         for key, value in losses.items():
             if key.startswith(f"{name}/") and total > 0 and abs(float(value)) < NEGLIGIBLE * total:
                 add("negligible_term", name,

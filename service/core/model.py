@@ -32,7 +32,7 @@ Crossentropy on a sigmoid/softmax head uses the logits, by the rule of
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -328,6 +328,3 @@ def _get_loss(spec: str | Mapping[str, Any] | Loss) -> Loss:
     except SpecError as exc:
         raise SpecError(f"loss: {exc.message}", field="loss") from None
 
-
-def layer_names_in(model: Model) -> Sequence[str]:
-    return [n for n, node in model.nodes.items() if node.layer is not None]

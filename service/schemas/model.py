@@ -80,9 +80,6 @@ class ModelRequest(RequestModel):
                 raise TooManyLayers(f"the model has {n} layers; the limit is {limit}")
         return data
 
-    def input_arrays(self) -> np.ndarray | dict[str, np.ndarray]:
-        return self.inputs
-
 
 class LayerSummary(_Response):
     name: str

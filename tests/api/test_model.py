@@ -374,3 +374,13 @@ def test_hdf5_links_are_refused(client: TestClient) -> None:
     r = client.post("/v1/model", files={"model": (None, json.dumps(case["model"])), "weights": ("w.h5", buf.getvalue()),
                                         "request": (None, json.dumps(fields_of(case)))})
     assert r.status_code == 422 and "links are refused" in r.json()["error"]["message"], r.text
+
+
+def test_frozen_layers_regularizers_are_flagged(client: TestClient) -> None:
+    r = client.post("/v1/model", json=body_of(CASES["frozen"]))
+    assert r.status_code == 200, r.text
+    flagged = {(d["code"], d["layer"]) for d in r.json()["diagnostics"]}
+    assert ("regularizer_without_weight", "frozen") in flagged
+    assert ("regularizer_without_weight", "batch_normalization") in flagged
+    assert "frozen/kernel_regularizer" not in r.json()["losses"]
+    assert set(r.json()["gradients"]) == {"dense/kernel", "dense/bias"}

@@ -56,6 +56,10 @@ def wire(x) -> dict:
     return {"shape": list(a.shape), "datatype": DT[str(a.dtype)], "data": [float(v) for v in a.reshape(-1)]}
 
 
+def tensor_of(w: dict) -> np.ndarray:
+    return np.asarray(w["data"], dtype=NP[w["datatype"]]).reshape(w["shape"])
+
+
 def rng_for(case_id: str) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(case_id.encode()))
 
@@ -287,7 +291,17 @@ def softmax_head():
     return _seq(items, "softmax_head")
 
 
-MODEL_LOSS = {"softmax_head": "categorical_crossentropy", "cnn": "categorical_crossentropy", "mlp": "binary_crossentropy", "mlp_bn_training": "binary_crossentropy",
+def frozen():
+    """Transfer learning: a frozen Dense and a frozen BatchNormalization (trainable=False)
+    carry regularizers that Keras does not count; evaluated in training mode."""
+    items = [layers.InputLayer((5,), name="x"),
+             layers.Dense(4, kernel_regularizer=L2(0.5), activity_regularizer=L1(0.125), trainable=False, name="frozen"),
+             layers.BatchNormalization(gamma_regularizer=L2(0.25), trainable=False, name="batch_normalization"),
+             layers.Dense(2, kernel_regularizer=L2(0.25), name="dense")]
+    return _seq(items, "frozen")
+
+
+MODEL_LOSS = {"frozen": "mean_squared_error", "softmax_head": "categorical_crossentropy", "cnn": "categorical_crossentropy", "mlp": "binary_crossentropy", "mlp_bn_training": "binary_crossentropy",
               "two_inputs": "mean_squared_error", "embedding_model": "binary_crossentropy"}
 LOSSES = {"categorical_crossentropy": keras.losses.CategoricalCrossentropy, "binary_crossentropy": keras.losses.BinaryCrossentropy,
           "mean_squared_error": keras.losses.MeanSquaredError}
@@ -352,9 +366,12 @@ def model_case(case_id, model, training=False, batch=4, save=None):
             entry["total"] = wire(tape.gradient(total_t, v.value))
             gradients[f"{layer.name}/{v.name}"] = entry
     updates = {}
-    if training:
+    if training:  # a frozen BatchNormalization updates nothing (asserted below)
         for layer in model.layers:
-            if isinstance(layer, layers.BatchNormalization):
+            if isinstance(layer, layers.BatchNormalization) and not layer.trainable:
+                assert np.array_equal(layer.moving_mean.numpy(), tensor_of(weights[f"{layer.name}/moving_mean"])), case_id
+        for layer in model.layers:
+            if isinstance(layer, layers.BatchNormalization) and layer.trainable:
                 updates[f"{layer.name}/moving_mean"] = wire(layer.moving_mean.numpy())
                 updates[f"{layer.name}/moving_variance"] = wire(layer.moving_variance.numpy())
     case = {
@@ -387,6 +404,7 @@ def model_cases():
         ("two_inputs", two_inputs, False, "two_inputs.keras"),
         ("embedding_model", embedding_model, False, "embedding_model.keras"),
         ("softmax_head", softmax_head, False, None),
+        ("frozen", frozen, True, None),
     ]:
         keras.backend.clear_session()
         out.append(model_case(case_id, make(), training=training, save=save))

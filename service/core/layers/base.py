@@ -166,6 +166,9 @@ class Layer:
         self.name = name
         self.where = f"layer {name!r} ({self.CLASS_NAME})"
         cfg = Config(self.where, config)
+        #: ``trainable: false`` (a frozen layer): no weight is trainable, so none is regularized
+        #: and none gets a gradient (Keras regularizes ``trainable_weights`` only).
+        self.trainable = cfg.bool_("trainable", True)
         self.regularizers: dict[str, Regularizer] = {}
         for arg in ("activity_regularizer", *self.REGULARIZED):
             reg = cfg.regularizer(arg)
@@ -207,7 +210,7 @@ class Layer:
     # ---- shared
     def regularized_weights(self) -> dict[str, str]:
         """Keras argument -> weight name, for the arguments given whose weight exists."""
-        names = {w.name for w in self._specs}
+        names = {w.name for w in self._specs if w.trainable}
         return {arg: w for arg, w in self.REGULARIZED.items() if arg in self.regularizers and w in names}
 
     def head(self, cache: Cache) -> tuple[Activation, np.ndarray] | None:
@@ -221,6 +224,8 @@ class Layer:
     def build(self, input_shapes: Sequence[Shape], weights: Mapping[str, np.ndarray]) -> None:
         """Check the given weights against :meth:`weight_specs` (each present, each shape)."""
         self._specs = self.weight_specs(input_shapes)
+        if not getattr(self, "trainable", True):
+            self._specs = [Weight(w.name, w.shape, False) for w in self._specs]
         self.weights = {}
         for spec in self._specs:
             path = f"{self.name}/{spec.name}"

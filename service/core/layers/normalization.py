@@ -133,6 +133,7 @@ class BatchNormalization(_Norm):
         x = xs[0]
         rank = x.ndim
         stats = tuple(a for a in range(rank) if a not in self.param_axes(rank))
+        training = training and self.trainable  # a frozen BatchNormalization runs in inference mode
         if training:
             mean = x.mean(axis=stats, keepdims=True)
             var = np.square(x - mean).mean(axis=stats, keepdims=True)
