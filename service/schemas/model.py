@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import numpy as np
 from pydantic import ConfigDict, Field, RootModel, StrictBool, model_validator
 
 from service.core import keras_config
