@@ -17,7 +17,9 @@ vector-Jacobian product, so ``gradients[w][t]`` is exactly ``∂t/∂w``; a term
 not reach a weight is omitted; ``total`` is their sum, what ``fit`` applies.
 
 Crossentropy on a sigmoid/softmax head uses the logits, by the rule of
-:func:`service.core.network.logits_loss` (the one place that rule lives).
+:func:`service.core.network.logits_loss` (the one place that rule lives); the head may sit
+below layers that pass their input through unchanged (Dropout at inference), as in Keras,
+where the output is then the same tensor and keeps its logits.
 
     >>> import numpy as np
     >>> from service.core.layers import create
@@ -239,12 +241,13 @@ def evaluate(
                 field="targets",
             )
         t = np.asarray(targets, dtype=wd)
-        out_layer = model.nodes[out_name].layer
-        head = out_layer.head(caches[out_name]) if out_layer is not None else None
+        head_name = _head_node(model, caches, out_name)
+        out_layer = model.nodes[head_name].layer
+        head = out_layer.head(caches[head_name]) if out_layer is not None else None
         fl = logits_loss(loss_fn, head[0], y_out.ndim) if head is not None else None
         if fl is not None and head is not None:
             terms["data_loss"] = fl.value(t, head[1])
-            starts.append(("data_loss", out_name, fl.gradient(t, head[1]), True))
+            starts.append(("data_loss", head_name, fl.gradient(t, head[1]), True))
         else:
             terms["data_loss"] = loss_fn.value(t, y_out)
             starts.append(("data_loss", out_name, loss_fn.gradient(t, y_out), False))
@@ -292,6 +295,14 @@ def evaluate(
         of = {t: grads[path][t] for t in order if t in grads.get(path, {})}
         gradients[path] = finish({**of, "total": total(of, like)}, dtype, prefix=f"gradients.{path}.")
     return ModelResult(outputs, losses, summary, gradients, layer_outputs, diagnostics, updates)
+
+
+def _head_node(model: Model, caches: Mapping[str, Any], name: str) -> str:
+    """The node whose activation produced the output: below layers that passed it through."""
+    node = model.nodes[name]
+    while node.layer is not None and node.layer.passes_through(caches[node.name]):
+        node = model.nodes[node.inputs[0]]
+    return node.name
 
 
 def backprop(model: Model, caches: Mapping[str, Any], start: str, g: np.ndarray,

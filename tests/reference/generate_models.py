@@ -301,7 +301,16 @@ def frozen():
     return _seq(items, "frozen")
 
 
-MODEL_LOSS = {"frozen": "mean_squared_error", "softmax_head": "categorical_crossentropy", "cnn": "categorical_crossentropy", "mlp": "binary_crossentropy", "mlp_bn_training": "binary_crossentropy",
+def softmax_dropout_head():
+    """A saturated softmax Dense, then Dropout, evaluated in inference mode (Dropout passes
+    its input through unchanged)."""
+    items = [layers.InputLayer((4,), name="x"),
+             layers.Dense(3, activation="softmax", name="dense"),
+             layers.Dropout(0.5, name="dropout")]
+    return _seq(items, "softmax_dropout_head")
+
+
+MODEL_LOSS = {"softmax_dropout_head": "categorical_crossentropy", "frozen": "mean_squared_error", "softmax_head": "categorical_crossentropy", "cnn": "categorical_crossentropy", "mlp": "binary_crossentropy", "mlp_bn_training": "binary_crossentropy",
               "two_inputs": "mean_squared_error", "embedding_model": "binary_crossentropy"}
 LOSSES = {"categorical_crossentropy": keras.losses.CategoricalCrossentropy, "binary_crossentropy": keras.losses.BinaryCrossentropy,
           "mean_squared_error": keras.losses.MeanSquaredError}
@@ -312,7 +321,7 @@ def model_case(case_id, model, training=False, batch=4, save=None):
     weights = {}
     for layer in model.layers:
         weights.update(set_weights(layer, rng, np.float32, positive=("moving_variance",)))
-    if case_id == "softmax_head":  # saturate: logits of size ~40
+    if case_id in ("softmax_head", "softmax_dropout_head"):  # saturate: logits of size ~40
         layer = model.get_layer("dense")
         layer.kernel.assign(layer.kernel.numpy() * 40)
         weights["dense/kernel"] = wire(layer.kernel.numpy())
@@ -405,6 +414,7 @@ def model_cases():
         ("embedding_model", embedding_model, False, "embedding_model.keras"),
         ("softmax_head", softmax_head, False, None),
         ("frozen", frozen, True, None),
+        ("softmax_dropout_head", softmax_dropout_head, False, None),
     ]:
         keras.backend.clear_session()
         out.append(model_case(case_id, make(), training=training, save=save))

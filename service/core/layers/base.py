@@ -213,6 +213,11 @@ class Layer:
         names = {w.name for w in self._specs if w.trainable}
         return {arg: w for arg, w in self.REGULARIZED.items() if arg in self.regularizers and w in names}
 
+    def passes_through(self, cache: Cache) -> bool:
+        """Whether this call returned its input unchanged (the same tensor in Keras, so a
+        sigmoid/softmax head below keeps its logits: Dropout at inference)."""
+        return False
+
     def head(self, cache: Cache) -> tuple[Activation, np.ndarray] | None:
         """``(activation, its input)`` when the output is an activation's (for the logits rule)."""
         return None

@@ -124,5 +124,8 @@ class Dropout(Layer):
         m = self.mask(x.shape, x.dtype)
         return x * m, m
 
+    def passes_through(self, cache: Cache) -> bool:
+        return cache is None
+
     def backward(self, g: np.ndarray, cache: Cache) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
         return [g if cache is None else g * cache], {}
