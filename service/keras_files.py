@@ -5,10 +5,11 @@
   :attr:`Limits.max_members` members, no member name with ``..``, a leading ``/`` or ``\\``
   or a drive letter, no encrypted member, declared sizes within the limits and no member
   expanding more than :data:`MAX_RATIO` times (a zip bomb); each member read is cut at its
-  declared size.  Nothing is written to disk.
+  declared size.  Members are read into memory, never extracted.
 * ``.weights.h5`` (and the ``.keras``'s ``model.weights.h5``) — HDF5 read with h5py from
   memory: ``layers/<key>/vars/<i>`` datasets only (hard links, no external or virtual
-  storage), float16/32/64, element counts checked before a dataset is read.  ``<key>`` is
+  storage), float16/32/64, element counts (and chunk sizes) checked before a dataset is read;
+  any error of the HDF5 library on a malformed file is a 422.  ``<key>`` is
   the layer's name when the group records it (``vars`` attribute ``name``), otherwise
   Keras's key, the snake-case class name numbered in layer order (``dense``,
   ``dense_1``, …; InputLayers count in Functional models only).  ``vars/<i>`` is the i-th
@@ -215,39 +216,48 @@ def read_weights(h5: bytes, config: Any, limits: Limits) -> dict[str, np.ndarray
         f = h5py.File(io.BytesIO(h5), "r")
     except OSError as exc:
         raise InvalidUpload(f"the weights are not an HDF5 file ({exc})") from None
-    with f:
-        root = f.get("layers", getlink=True)
-        if not isinstance(root, h5py.HardLink) or not isinstance(f["layers"], h5py.Group):
-            raise InvalidUpload("an HDF5 file, but not Keras 3 weights: it has no 'layers' group "
-                                "(Keras 2 .h5 files with model_weights/ are not read)")
-        keys = _layer_keys(config)
-        out: dict[str, np.ndarray] = {}
-        budget = limits.max_request_elements
-        for key in f["layers"]:
-            group = _group(f["layers"], key)
-            vars_ = _group(group, "vars") if "vars" in group else None
-            if vars_ is None or not len(vars_):
-                continue
-            name = vars_.attrs.get("name")
-            name = name.decode() if isinstance(name, bytes) else name
-            if not isinstance(name, str) or name not in model.nodes:
-                if key not in keys:
-                    raise InvalidUpload(f"the weights file has layer {key!r}, which the model does not have")
-                name = keys[key][0]
-            node = model.nodes.get(name)
-            if node is None or node.layer is None:
-                raise InvalidUpload(f"the weights file has weights for {name!r}, which has none in the model")
-            specs = node.layer.weight_specs([shapes[i] for i in node.inputs])
-            if len(vars_) != len(specs):
-                raise InvalidUpload(f"the weights file has {len(vars_)} variables for layer {name!r}; "
-                                    f"{node.layer.CLASS_NAME} has {len(specs)} ({', '.join(s.name for s in specs)})")
-            for i, spec in enumerate(specs):
-                ds = _dataset(vars_, str(i), f"layers/{key}/vars/{i}", limits)
-                budget -= ds.size
-                if budget < 0:
-                    raise TooManyElements(f"the weights hold more than {limits.max_request_elements} elements")
-                out[f"{name}/{spec.name}"] = np.asarray(ds[()])
-        return out
+    try:
+        with f:
+            return _read_layers(f, model, shapes, config, limits)
+    except (ApiError, CoreError):
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise InvalidUpload(f"the weights file cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _read_layers(f: Any, model: Any, shapes: Mapping[str, Any], config: Any, limits: Limits) -> dict[str, np.ndarray]:
+    root = f.get("layers", getlink=True)
+    if not isinstance(root, h5py.HardLink) or not isinstance(f["layers"], h5py.Group):
+        raise InvalidUpload("an HDF5 file, but not Keras 3 weights: it has no 'layers' group "
+                            "(Keras 2 .h5 files with model_weights/ are not read)")
+    keys = _layer_keys(config)
+    out: dict[str, np.ndarray] = {}
+    budget = limits.max_request_elements
+    for key in f["layers"]:
+        group = _group(f["layers"], key)
+        vars_ = _group(group, "vars") if "vars" in group else None
+        if vars_ is None or not len(vars_):
+            continue
+        name = vars_.attrs.get("name")
+        name = name.decode() if isinstance(name, bytes) else name
+        if not isinstance(name, str) or name not in model.nodes:
+            if key not in keys:
+                raise InvalidUpload(f"the weights file has layer {key!r}, which the model does not have")
+            name = keys[key][0]
+        node = model.nodes.get(name)
+        if node is None or node.layer is None:
+            raise InvalidUpload(f"the weights file has weights for {name!r}, which has none in the model")
+        specs = node.layer.weight_specs([shapes[i] for i in node.inputs])
+        if len(vars_) != len(specs):
+            raise InvalidUpload(f"the weights file has {len(vars_)} variables for layer {name!r}; "
+                                f"{node.layer.CLASS_NAME} has {len(specs)} ({', '.join(s.name for s in specs)})")
+        for i, spec in enumerate(specs):
+            ds = _dataset(vars_, str(i), f"layers/{key}/vars/{i}", limits)
+            budget -= ds.size
+            if budget < 0:
+                raise TooManyElements(f"the weights hold more than {limits.max_request_elements} elements")
+            out[f"{name}/{spec.name}"] = np.asarray(ds[()])
+    return out
 
 
 def _group(parent: h5py.Group, key: str) -> h5py.Group:
@@ -269,4 +279,6 @@ def _dataset(parent: h5py.Group, key: str, where: str, limits: Limits) -> h5py.D
         raise InvalidUpload(f"{where} has dtype {obj.dtype}; weights must be float16, float32 or float64")
     if obj.size > limits.max_tensor_elements:
         raise TooManyElements(f"{where} has {obj.size} elements; the limit is {limits.max_tensor_elements}")
+    if obj.chunks is not None and int(np.prod(obj.chunks, dtype=np.float64)) > max(obj.size, 1):
+        raise InvalidUpload(f"{where} declares chunks {list(obj.chunks)} larger than its {obj.size} elements; refused")
     return obj

@@ -384,3 +384,14 @@ def test_frozen_layers_regularizers_are_flagged(client: TestClient) -> None:
     assert ("regularizer_without_weight", "batch_normalization") in flagged
     assert "frozen/kernel_regularizer" not in r.json()["losses"]
     assert set(r.json()["gradients"]) == {"dense/kernel", "dense/bias"}
+
+
+def test_hdf5_with_oversized_chunks_is_refused(client: TestClient) -> None:
+    case = CASES["mlp"]
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_dataset("layers/dense/vars/0", shape=(6, 8), maxshape=(None, None), chunks=(600, 800), dtype="f4")
+        f.create_dataset("layers/dense/vars/1", data=np.zeros(8, np.float32))
+    r = client.post("/v1/model", files={"model": (None, json.dumps(case["model"])), "weights": ("w.h5", buf.getvalue()),
+                                        "request": (None, json.dumps(fields_of(case)))})
+    assert r.status_code == 422 and "chunks [600, 800]" in r.json()["error"]["message"], r.text
