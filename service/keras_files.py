@@ -106,6 +106,9 @@ def request_fields(parts: Mapping[str, bytes], limits: Limits) -> dict[str, Any]
     for key in ("model", "weights"):
         if key in fields and key in parts:
             raise InvalidUpload(f"{key!r} is given both as a form part and inside 'request'")
+    if parts["model"][:8] == b"\x89HDF\r\n\x1a\n":
+        raise InvalidUpload("the part 'model' is an HDF5 file: Keras 2 .h5 models are not read; save the model "
+                            "with model.save('model.keras') (Keras 3), or send its JSON with a .weights.h5")
     if parts["model"][:4] == b"PK\x03\x04":
         if "weights" in parts:
             raise InvalidUpload("a .keras file holds its weights: send no 'weights' part with it")

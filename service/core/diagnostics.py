@@ -16,6 +16,10 @@ Each diagnostic is ``{"code", "layer", "message"}``:
 ``unregularized_layer``           a layer with trainable weights and no regularizer while
                                   other layers have one
 ``dropout_mask_not_keras``        training mode with Dropout: the service's own seeded mask
+``penalty_before_normalization``  a kernel penalty on a linear layer whose output goes only into
+                                  BatchNormalization: in training mode the normalization undoes any
+                                  scaling of the kernel (up to its epsilon), so the penalty shrinks it without changing
+                                  the function (it acts on the effective learning rate)
 ===============================  ==============================================================
 
     >>> NEGLIGIBLE
@@ -64,6 +68,10 @@ def diagnose(model: Model, values: Mapping[str, np.ndarray], caches: Mapping[str
         out.append({"code": code, "layer": layer, "message": message})
 
     total = float(sum(abs(float(v)) for k, v in losses.items() if k != "total"))
+    consumers: dict[str, list[str]] = {}
+    for n, node in model.nodes.items():
+        for i in node.inputs:
+            consumers.setdefault(i, []).append(n)
     regularized = [n for n, node in model.nodes.items() if node.layer is not None and node.layer.regularizers]
     for name, node in model.nodes.items():
         layer = node.layer
@@ -103,6 +111,15 @@ def diagnose(model: Model, values: Mapping[str, np.ndarray], caches: Mapping[str
             add("unregularized_layer", name,
                 f"{name!r} has trainable weights ({', '.join(trainable)}) but no regularizer, while "
                 f"{len(regularized)} other layer(s) have one ({', '.join(regularized[:5])})")
+        after = [model.nodes[c].layer for c in consumers.get(name, [])]
+        linear = getattr(getattr(layer, "activation", None), "name", None) == "linear"
+        if (linear and "kernel_regularizer" in layer.regularizers and after
+                and all(a is not None and a.CLASS_NAME == "BatchNormalization" for a in after)):
+            add("penalty_before_normalization", name,
+                f"{name}/kernel_regularizer: {name!r} feeds only BatchNormalization "
+                f"({', '.join(consumers[name])}), which in training mode gives the same output for "
+                f"c·kernel as for the kernel (c > 0, up to its epsilon): the penalty shrinks the kernel without changing "
+                "the function; it changes the effective learning rate rather than constraining the model")
         if training and layer.CLASS_NAME == "Dropout":
             add("dropout_mask_not_keras", name,
                 f"{name!r} in training mode drops units with the service's own seeded mask "

@@ -395,3 +395,27 @@ def test_hdf5_with_oversized_chunks_is_refused(client: TestClient) -> None:
     r = client.post("/v1/model", files={"model": (None, json.dumps(case["model"])), "weights": ("w.h5", buf.getvalue()),
                                         "request": (None, json.dumps(fields_of(case)))})
     assert r.status_code == 422 and "chunks [600, 800]" in r.json()["error"]["message"], r.text
+
+
+def test_penalty_before_batch_normalization_is_flagged_and_scale_free(client: TestClient) -> None:
+    """The MLP's dense → batch_normalization: in training mode the output does not change
+    when the kernel is scaled, so the diagnostic's claim holds (checked, not just stated)."""
+    case = CASES["mlp_bn_training"]
+    r = client.post("/v1/model", json=body_of(case))
+    flagged = [d for d in r.json()["diagnostics"] if d["code"] == "penalty_before_normalization"]
+    assert [d["layer"] for d in flagged] == ["dense"]
+    weights = dict(case["weights"])
+    k = tensor(weights["dense/kernel"]) * 3
+    weights["dense/kernel"] = {"shape": list(k.shape), "datatype": "FP32", "data": k.reshape(-1).tolist()}
+    scaled = client.post("/v1/model", json=body_of(case) | {"weights": weights}).json()
+    # equal up to BatchNormalization's epsilon (1e-3 against batch variances of order 1)
+    np.testing.assert_allclose(tensor(scaled["outputs"]), tensor(r.json()["outputs"]), rtol=1e-3)
+    assert scaled["losses"]["dense/kernel_regularizer"] > 8 * r.json()["losses"]["dense/kernel_regularizer"]
+
+
+def test_keras2_h5_model_is_refused_with_a_hint(client: TestClient) -> None:
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.attrs["model_config"] = "{}"
+    r = client.post("/v1/model", files={"model": ("m.h5", buf.getvalue()), "request": (None, "{}")})
+    assert r.status_code == 422 and "model.save('model.keras')" in r.json()["error"]["message"], r.text
