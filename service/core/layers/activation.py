@@ -119,7 +119,7 @@ class PReLU(Layer):
         self.shared_axes = tuple(shared)
 
     def weight_specs(self, input_shapes: Sequence[Shape]) -> list[Weight]:
-        shape = [int(d or 1) for d in input_shapes[0][1:]]
+        shape = [1 if d is None else int(d) for d in input_shapes[0][1:]]
         for a in self.shared_axes:
             if a > len(shape):
                 raise SpecError(

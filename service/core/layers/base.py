@@ -75,7 +75,7 @@ class Config:
             raise SpecError(f"{self.owner}: {key} must be an integer >= {minimum}, got {shown(v)}", field=key)
         return v
 
-    def float_(self, key: str, default: float, minimum: float | None = None, below: float | None = None) -> float:
+    def float_(self, key: str, default: float | None, minimum: float | None = None, below: float | None = None) -> float:
         v = self.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or (
             minimum is not None and v < minimum) or (below is not None and v >= below):

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from service.core.errors import ShapeError
 from service.core.layers.base import Cache, Config, Layer, Shape, known, need_rank
 from service.core.layers.convolution import Geometry, col2im, im2col
 
@@ -120,6 +121,9 @@ class _Global(Layer):
     def output_shape(self, input_shapes: Sequence[Shape]) -> Shape:
         shape = input_shapes[0]
         need_rank(self.where, shape, self.RANK + 2, "batch, spatial…, channels")
+        if any(known(self.where, shape, a) == 0 for a in self._axes()):
+            raise ShapeError(f"{self.where} needs at least one position to pool over, got shape {list(shape)}",
+                             field="inputs")
         if self.keepdims:
             return (shape[0], *([1] * self.RANK), shape[-1])
         return (shape[0], shape[-1])

@@ -94,7 +94,7 @@ class Dropout(Layer):
     CLASS_NAME = "Dropout"
 
     def configure(self, cfg: Config) -> None:
-        self.rate = cfg.float_("rate", None, minimum=0.0, below=1.0)  # type: ignore[arg-type]
+        self.rate = cfg.float_("rate", None, minimum=0.0, below=1.0)
         seed = cfg.get("seed")
         self.seed = 0 if seed is None else cfg.int_("seed", 0)
         noise = cfg.get("noise_shape")
