@@ -73,6 +73,10 @@ class Model:
     def layers(self) -> list[Layer]:
         return [n.layer for n in self.nodes.values() if n.layer is not None]
 
+    def cost(self, input_shapes: Mapping[str, Shape]) -> Cost:
+        """:func:`cost` of this model for inputs of these shapes."""
+        return cost(self, input_shapes)
+
 
 @dataclass(frozen=True)
 class Cost:
@@ -83,6 +87,10 @@ class Cost:
     elements: int
     parameters: int
     layers: int
+
+    def bytes(self, itemsize: int = 4) -> int:
+        """Memory of the layer outputs and scratch arrays at ``itemsize`` bytes per element."""
+        return self.elements * itemsize
 
 
 @dataclass(frozen=True)

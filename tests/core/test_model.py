@@ -105,3 +105,10 @@ def test_inputs_by_name_and_targets_shape() -> None:
         evaluate(model, weights, np.ones((2, 4)), np.ones((3, 1)), "mse")
     with pytest.raises(SpecError, match="give both or neither"):
         evaluate(model, weights, np.ones((2, 4)), np.ones((2, 1)))
+
+
+def test_model_cost_method_and_bytes() -> None:
+    model = from_config(seq({"class_name": "Dense", "config": {"name": "d", "units": 3}}))
+    c = model.cost({"x": (2, 4)})
+    assert (c.flops, c.parameters, c.layers) == (2 * 4 * 3, 4 * 3 + 3, 1)
+    assert c.elements == 2 * 4 + 2 * 3 and c.bytes(8) == 8 * c.elements
