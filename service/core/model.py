@@ -284,8 +284,8 @@ def evaluate(
     for entry in summary:
         entry["losses"] = {k: losses[f"{entry['name']}/{k}"] for k in entry["losses"]}
     outputs = finish({"outputs": y_out}, dtype)["outputs"]
-    updates = {f"{n}/{k}": v for n, node in model.nodes.items() if node.layer is not None
-               for k, v in node.layer.updates(caches[n]).items()}
+    updates = finish({f"{n}/{k}": v for n, node in model.nodes.items() if node.layer is not None
+                      for k, v in node.layer.updates(caches[n]).items()}, dtype, prefix="updates.")
     layer_outputs = (finish({n: values[n] for n in caches}, dtype, prefix="layer_outputs.")
                      if return_layer_outputs else None)
     diagnostics = find_diagnostics(model, values, caches, losses, training) if diagnose else []

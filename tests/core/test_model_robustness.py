@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +35,7 @@ def cases(draw: Any) -> tuple[dict, tuple[int, ...], dict]:
     return {"class_name": cls, "n": n_inputs, "config": {"name": "layer", **config}}, shape, {}
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases(), st.integers(0, 2**32 - 1))
 def test_random_layers_answer_or_raise_core_errors(case: tuple[dict, tuple[int, ...], dict], seed: int) -> None:

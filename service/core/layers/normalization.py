@@ -133,7 +133,8 @@ class BatchNormalization(_Norm):
         x = xs[0]
         rank = x.ndim
         stats = tuple(a for a in range(rank) if a not in self.param_axes(rank))
-        training = training and self.trainable  # a frozen BatchNormalization runs in inference mode
+        # a frozen BatchNormalization runs in inference mode; an empty batch has no statistics
+        training = training and self.trainable and all(x.shape[a] > 0 for a in stats)
         if training:
             mean = x.mean(axis=stats, keepdims=True)
             var = np.square(x - mean).mean(axis=stats, keepdims=True)
@@ -181,12 +182,16 @@ class LayerNormalization(_Norm):
     def forward(self, xs: Sequence[np.ndarray], training: bool) -> tuple[np.ndarray, Cache]:
         x = xs[0]
         axes = self.param_axes(x.ndim)
+        if x.size == 0:  # nothing to normalize (and no statistics to form)
+            return x.copy(), None
         mean = x.mean(axis=axes, keepdims=True)
         var = np.square(x - mean).mean(axis=axes, keepdims=True)
         y, r, xhat = self.normalize(x, mean, var)
         return y, (r, xhat, axes)
 
     def backward(self, g: np.ndarray, cache: Cache) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
+        if cache is None:
+            return [np.zeros_like(g)], {w: np.zeros_like(self.weights[w]) for w in ("gamma", "beta") if w in self.weights}
         r, xhat, axes = cache
         gh, grads = self.grads(g, xhat)
         return [_batch_stats_backward(gh, xhat, r, axes)], grads
