@@ -144,11 +144,12 @@ class BatchNormalization(_Norm):
         y, r, xhat = self.normalize(x, mean, var)
         updates = {}
         if training:
-            mom = x.dtype.type(self.momentum)
+            # Keras: moving * momentum + batch * (1.0 - momentum), each Python float cast once
+            mom, rest = x.dtype.type(self.momentum), x.dtype.type(1.0 - self.momentum)
             shape = self.weights["moving_mean"].shape
             updates = {
-                "moving_mean": self.weights["moving_mean"] * mom + mean.reshape(shape) * (1 - mom),
-                "moving_variance": self.weights["moving_variance"] * mom + var.reshape(shape) * (1 - mom),
+                "moving_mean": self.weights["moving_mean"] * mom + mean.reshape(shape) * rest,
+                "moving_variance": self.weights["moving_variance"] * mom + var.reshape(shape) * rest,
             }
         return y, (training, r, xhat, stats, updates)
 
