@@ -94,7 +94,7 @@ router = APIRouter(prefix="/v1", route_class=ModelRoute, tags=["models"], respon
             "weights": {"type": "string", "format": "binary", "description": "a .weights.h5 file"},
             "request": {"type": "string", "description": "the JSON of the other fields"},
         },
-        "required": ["model", "request"],
+        "required": ["model"],
     }}}}},
 )
 def model_forward(request: ModelRequest, http: Request) -> ModelResponse:
