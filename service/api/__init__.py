@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from service.api import discovery, health, layers, penalties, playground
+from service.api import discovery, health, layers, model, penalties, playground
 
 router = APIRouter()
-for module in (penalties, layers, discovery, health, playground):
+for module in (penalties, layers, model, discovery, health, playground):
     router.include_router(module.router)
 
 __all__ = ["router"]

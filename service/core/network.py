@@ -203,6 +203,31 @@ def _targets_fit(targets: tuple[int, ...], outputs: tuple[int, ...]) -> bool:
     )
 
 
+def check_targets(loss: Loss, targets: tuple[int, ...], outputs: tuple[int, ...], what: str) -> None:
+    """Targets fit the outputs as ``loss`` reads them, else a :class:`ShapeError` on ``targets``.
+
+    Class-index losses take the outputs' shape without the class axis (or with a trailing
+    1; ``categorical_generalized_cross_entropy`` without it only); the others
+    :func:`_targets_fit`.
+    """
+    if loss.name in SPARSE_LOSSES:
+        if targets not in (outputs[:-1], (*outputs[:-1], 1)) or (
+            loss.name == "categorical_generalized_cross_entropy" and targets != outputs[:-1]
+        ):
+            raise ShapeError(
+                f"targets have shape {list(targets)} but {loss.name} takes one class "
+                f"index per sample: shape {list(outputs[:-1])} (the outputs' {list(outputs)} "
+                "without the class axis) or with a trailing 1",
+                field="targets",
+            )
+    elif not _targets_fit(targets, outputs):
+        raise ShapeError(
+            f"targets have shape {list(targets)} but the {what} outputs shape "
+            f"{list(outputs)}; they must be equal (or differ by a trailing axis of size 1)",
+            field="targets",
+        )
+
+
 def _get_loss(spec: str | Mapping[str, Any] | Loss) -> Loss:
     try:
         return loss_registry.get(spec)
@@ -269,22 +294,7 @@ def network(
         check_inputs(x, layer, field="inputs" if i == 0 else f"the outputs of layer {names[i - 1]!r}")
         passes.append(forward(layer, x))
         x = passes[-1].y
-    if data_loss_fn.name in SPARSE_LOSSES:
-        if targets.shape not in (x.shape[:-1], (*x.shape[:-1], 1)) or (
-            data_loss_fn.name == "categorical_generalized_cross_entropy" and targets.shape != x.shape[:-1]
-        ):
-            raise ShapeError(
-                f"targets have shape {list(targets.shape)} but {data_loss_fn.name} takes one class "
-                f"index per sample: shape {list(x.shape[:-1])} (the outputs' {list(x.shape)} "
-                "without the class axis) or with a trailing 1",
-                field="targets",
-            )
-    elif not _targets_fit(targets.shape, x.shape):
-        raise ShapeError(
-            f"targets have shape {list(targets.shape)} but the network outputs shape "
-            f"{list(x.shape)}; they must be equal (or differ by a trailing axis of size 1)",
-            field="targets",
-        )
+    check_targets(data_loss_fn, targets.shape, x.shape, "network")
     t = np.asarray(targets, dtype=wd)
     head = passes[-1]
     data_value, g_top = head_loss(

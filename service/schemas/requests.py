@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import (
@@ -182,10 +182,22 @@ Loss = Annotated[losses.Loss, ParsedBy(_core_spec(losses.get), LossName | LossOb
 # --------------------------------------------------------------------------- requests
 
 
+def _hint(key: str, fields: list[str], aliases: dict[str, str]) -> str:
+    """The did-you-mean hint, ignoring case; an old name points to its field."""
+    lowered = {c.lower(): c for c in [*fields, *aliases]}
+    close = did_you_mean(key.lower(), list(lowered))
+    if not close:
+        return ""
+    name = lowered[close.split("'")[1]]
+    return f" (did you mean {aliases.get(name, name)!r}?" + (f" Keras 1 called it {name!r})" if name in aliases else ")")
+
+
 class RequestModel(BaseModel):
     """Unknown fields are refused (naming the closest known one); no coercion of booleans."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+    #: Old names a field is also accepted under (old -> field), offered in hints too.
+    FIELD_ALIASES: ClassVar[dict[str, str]] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -194,7 +206,7 @@ class RequestModel(BaseModel):
             fields = list(cls.model_fields)
             for key in data:
                 if key not in cls.model_fields:
-                    hint = did_you_mean(str(key), fields)
+                    hint = _hint(str(key), fields, cls.FIELD_ALIASES)
                     raise PydanticCustomError(
                         "unknown_field",
                         "{reason}",
@@ -251,7 +263,30 @@ class PenaltiesRequest(RequestModel):
     encoding: Encoding = Encoding.json
 
 
+#: Keras 1's argument names (renamed in Keras 2.0), accepted as aliases.
+KERAS1_NAMES = {"W_regularizer": "kernel_regularizer", "b_regularizer": "bias_regularizer"}
+
+
 class _LayerFields(RequestModel):
+    """A Dense layer's fields; Keras 1's ``W_regularizer``/``b_regularizer`` are accepted."""
+
+    FIELD_ALIASES: ClassVar[dict[str, str]] = KERAS1_NAMES
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keras1_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(k in data for k in KERAS1_NAMES):
+            data = dict(data)
+            for old, new in KERAS1_NAMES.items():
+                if old in data:
+                    if new in data:
+                        raise PydanticCustomError(
+                            "unknown_field", "{reason}",
+                            {"field": old, "reason": f"{old} is Keras 1's name for {new}; give only one of them"},
+                        )
+                    data[new] = data.pop(old)
+        return data
+
     kernel: Tensor
     bias: Tensor | None = None
     activation: Activation | None = None

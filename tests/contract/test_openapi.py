@@ -17,6 +17,7 @@ OPERATIONS = {
     ("post", "/v1/penalties"): "compute_penalties",
     ("post", "/v1/dense"): "dense_forward",
     ("post", "/v1/network"): "network_forward",
+    ("post", "/v1/model"): "model_forward",
     ("get", "/v1/regularizers"): "list_regularizers",
     ("get", "/v1/activations"): "list_activations",
     ("get", "/v1/losses"): "list_losses",
@@ -24,7 +25,7 @@ OPERATIONS = {
     ("get", "/readyz"): "readiness",
 }
 REQUESTS = {"compute_penalty": "PenaltyRequest", "compute_penalties": "PenaltiesRequest",
-            "dense_forward": "DenseRequest", "network_forward": "NetworkRequest"}
+            "dense_forward": "DenseRequest", "network_forward": "NetworkRequest", "model_forward": "ModelRequest"}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_request_bodies_are_named_schemas_with_examples(spec: dict[str, Any], op
 
 def test_every_example_is_accepted_and_the_seed_gives_4_8(spec: dict[str, Any], client: TestClient) -> None:
     paths = {"PenaltyRequest": "/v1/penalty", "PenaltiesRequest": "/v1/penalties",
-             "DenseRequest": "/v1/dense", "NetworkRequest": "/v1/network"}
+             "DenseRequest": "/v1/dense", "NetworkRequest": "/v1/network", "ModelRequest": "/v1/model"}
     for model, path in paths.items():
         for example in spec["components"]["schemas"][model]["examples"]:
             response = client.post(path, json=example)
@@ -75,9 +76,10 @@ def test_every_example_is_accepted_and_the_seed_gives_4_8(spec: dict[str, Any], 
 def test_component_names_read_well_in_a_generated_client(spec: dict[str, Any]) -> None:
     assert sorted(spec["components"]["schemas"]) == [
         "ActivationList", "ActivationName", "ActivationObject", "ActivityNormalization", "Datatype",
-        "DenseLayer", "DenseRequest", "DenseResponse", "Encoding", "ErrorBody", "ErrorDetail", "ErrorResponse",
-        "FunctionInfo", "KerasRegularizer", "L1L2Regularizer", "L1Regularizer", "L2Regularizer", "LossList",
-        "LossName", "LossObject", "NetworkRequest", "NetworkResponse", "OrthogonalRegularizer",
+        "DenseLayer", "DenseRequest", "DenseResponse", "Diagnostic", "Encoding", "ErrorBody", "ErrorDetail",
+        "ErrorResponse", "FunctionInfo", "KerasRegularizer", "L1L2Regularizer", "L1Regularizer", "L2Regularizer",
+        "LayerSummary", "LossList", "LossName", "LossObject", "ModelRequest", "ModelResponse", "NamedTensors",
+        "NetworkRequest", "NetworkResponse", "OrthogonalRegularizer",
         "ParameterGradients", "PenaltiesRequest", "PenaltiesResponse", "PenaltyRequest", "PenaltyResponse",
         "RegularizerIdentifier", "RegularizerInfo", "RegularizerList", "Status", "TensorOut", "TensorOutB64",
         "TensorWithB64", "TensorWithData", "TermGradients", "WeightGradients", "WeightPenalty",

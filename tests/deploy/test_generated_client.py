@@ -81,7 +81,7 @@ def test_generated_names_read_well(pc: ModuleType) -> None:
     assert operations == {
         "penalties.compute_penalty", "penalties.compute_penalties", "layers.dense_forward",
         "layers.network_forward", "discovery.list_regularizers", "discovery.list_activations",
-        "discovery.list_losses", "operations.liveness", "operations.readiness",
+        "discovery.list_losses", "operations.liveness", "operations.readiness", "models.model_forward",
     }
 
 
