@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from service.budget import Cost, cost_of, elements, encoded, prices, work_itemsize
+from service.budget import Cost, cost_of, default_price, elements, encoded, prices, work_itemsize
+from service.core.model import cost as model_cost
 from service.schemas import DenseRequest, NetworkRequest, PenaltiesRequest, PenaltyRequest
+from service.schemas.model import ModelRequest
 
 
 def _tensor(x: np.ndarray, regularizer: Any, gradient: bool, encoding: Any) -> Cost:
@@ -76,3 +78,27 @@ def _dense(r: DenseRequest) -> Cost:
 @prices(NetworkRequest)
 def _network(r: NetworkRequest) -> Cost:
     return _layers(r.inputs, list(r.layers), r.loss, r.targets, r.return_gradients, r.encoding)
+
+
+def model_inputs(r: ModelRequest) -> dict[str, np.ndarray]:
+    """The request's inputs by input layer name (one bare tensor fills the first input)."""
+    return r.inputs if isinstance(r.inputs, dict) else {r.model.inputs[0]: r.inputs}
+
+
+@prices(ModelRequest)
+def _model(r: ModelRequest) -> Cost:
+    """The decoded tensors, then the model's own price (``core.model.cost``: conv output
+    sizes × kernel sizes, every layer output and scratch array): one forward pass, and
+    for each term that starts a backward pass (the data loss, each activity penalty) about
+    two more, plus one gradient-sized answer per weight and term."""
+    decoded = default_price(r)
+    inputs = model_inputs(r)
+    shapes = {name: tuple(x.shape) for name, x in inputs.items() if name in r.model.inputs}
+    if len(shapes) != len(r.model.inputs):
+        return decoded  # the core names the missing inputs before computing
+    item = max((work_itemsize(x) for x in inputs.values()), default=4)
+    price = model_cost(r.model, shapes)
+    starts = sum("activity_regularizer" in layer.regularizers for layer in r.model.layers) + (r.loss is not None)
+    passes = 1 + 2 * starts if r.return_gradients else 1
+    answer = price.parameters * (starts + 2) * (item + encoded(item, r.encoding)) if r.return_gradients else 0
+    return decoded + Cost(2 * price.flops * passes, price.bytes(item) * min(passes, 3) + answer)  # 2 ops a multiply-add

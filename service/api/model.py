@@ -17,25 +17,21 @@ from starlette.concurrency import run_in_threadpool
 from service import keras_files
 from service.api.responses import POST_ERRORS
 from service.api.routing import ParsedRequest, WireRoute
+from service.budget import charge
 from service.config import Settings
 from service.core.model import cost, evaluate
-from service.errors import ApiError, TooManyElements
+from service.errors import TooManyElements
+from service.pricing import model_inputs
 from service.schemas import budget_for, decoding
 from service.schemas.model import ModelRequest, ModelResponse
 
-#: Multiply-adds one request may cost (forward plus one backward pass per term, ~2x each).
-MAX_MODEL_FLOPS = 2_000_000_000
-
-
-class TooExpensive(ApiError):
-    status_code = 413
-    code = "too_expensive"
-
 
 def admit(request: ModelRequest, settings: Settings) -> None:
-    """413 before any work when the model's layer outputs or arithmetic are over budget."""
-    inputs = request.inputs if isinstance(request.inputs, dict) else {request.model.inputs[0]: request.inputs}
-    shapes = {name: tuple(x.shape) for name, x in inputs.items() if name in request.model.inputs}
+    """413 before any work: layer outputs over the element limit (``too_many_elements``), or
+    the model's price (``service.pricing``) over ``PENALTY_MAX_WORK`` / ``_BYTES``
+    (``too_expensive``). JSON bodies were charged by :class:`WireRoute` already; uploads are
+    charged here, and both meet the element check."""
+    shapes = {name: tuple(x.shape) for name, x in model_inputs(request).items() if name in request.model.inputs}
     if len(shapes) != len(request.model.inputs):
         return  # the core names the missing inputs
     price = cost(request.model, shapes)
@@ -44,13 +40,7 @@ def admit(request: ModelRequest, settings: Settings) -> None:
             f"the model's layer outputs and scratch arrays need {price.elements} elements for inputs "
             f"{ {k: list(v) for k, v in shapes.items()} }; the limit is {settings.max_request_elements}"
         )
-    passes = 2 + 2 * (sum("activity_regularizer" in layer.regularizers for layer in request.model.layers)
-                      + (request.loss is not None))
-    if price.flops * passes > MAX_MODEL_FLOPS:
-        raise TooExpensive(
-            f"the model costs about {price.flops} multiply-adds per pass and {passes} passes "
-            f"({price.flops * passes}); the limit is {MAX_MODEL_FLOPS}"
-        )
+    charge(request, settings.max_work, settings.max_work_bytes)
 
 
 class ModelRoute(WireRoute):

@@ -192,12 +192,12 @@ def test_missing_and_unknown_weights(client: TestClient) -> None:
 
 def test_huge_conv_is_priced_before_it_runs(client: TestClient) -> None:
     model = {"class_name": "Sequential", "config": {"name": "big", "layers": [
-        {"class_name": "Conv2D", "config": {"name": "conv2d", "filters": 512, "kernel_size": 9, "padding": "same"}}]}}
-    weights = {"conv2d/kernel": {"shape": [9, 9, 1, 512], "datatype": "FP32", "data": [0.0] * (81 * 512)},
-               "conv2d/bias": [0.0] * 512}
+        {"class_name": "Conv2D", "config": {"name": "conv2d", "filters": 768, "kernel_size": 11, "padding": "same"}}]}}
+    weights = {"conv2d/kernel": {"shape": [11, 11, 1, 768], "datatype": "FP32", "data": [0.0] * (121 * 768)},
+               "conv2d/bias": [0.0] * 768}
     inputs = {"shape": [8, 64, 64, 1], "datatype": "FP32", "data": [0.0] * (8 * 64 * 64)}
     err = post_error(client, 413, "too_expensive", json={"model": model, "weights": weights, "inputs": inputs})
-    assert "multiply-adds" in err["message"]
+    assert "PENALTY_MAX_WORK" in err["message"]  # 8·64·64·121·768 ≈ 3.0e9 multiply-adds
 
 
 def test_too_many_layers(make_client: Any) -> None:
