@@ -1,0 +1,137 @@
+"""Keras optimizers step by step against Keras 3.15.1 (vectors/optimizer_steps.json), the
+closed forms they reduce to, and the spec forms they accept.
+
+Tolerances: FP64 rtol 1e-10 at every step; FP32 rtol 1e-6·(step+1) (a few ulp of drift per
+step: NumPy's ``powf``/``sqrtf`` and TF's kernels round differently), atol 1e-7 for values
+that pass near 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.core import optimizers, schedules
+from service.core.errors import ShapeError, SpecError
+from service.core.optimizers import OptimizerState, step
+from tests.reference.vectors import arrays, cases
+
+STEP_CASES = cases("optimizer_steps")
+
+
+def tol(dtype: np.dtype, k: int) -> dict[str, float]:
+    return {"rtol": 1e-10, "atol": 1e-13} if dtype == np.float64 else {"rtol": 1e-6 * (k + 1), "atol": 1e-7}
+
+
+@pytest.mark.parametrize("case", STEP_CASES, ids=[c["id"] for c in STEP_CASES])
+def test_matches_keras_step_by_step(case: dict) -> None:
+    opt = optimizers.get(case["optimizer"])
+    params = arrays(case["parameters"])
+    state = None
+    expected = case["expected"]
+    for k, grads in enumerate(arrays(case["gradients"])):
+        assert float(opt.lr_at(k)) == expected["learning_rate"][k]
+        params, state = step(opt, params, grads, state)
+        for name, want in arrays(expected["parameters"][k]).items():
+            assert params[name].dtype == want.dtype
+            np.testing.assert_allclose(params[name], want, **tol(want.dtype, k), err_msg=f"step {k + 1} {name}")
+    assert state is not None and state.iterations == expected["iterations"]
+    for name, slots in arrays(expected["slots"]).items():
+        assert sorted(state.slots[name]) == sorted(slots)
+        for slot, want in slots.items():
+            np.testing.assert_allclose(state.slots[name][slot], want, **tol(want.dtype, len(case["gradients"])))
+
+
+@pytest.mark.parametrize("case", STEP_CASES[::7], ids=[c["id"] for c in STEP_CASES[::7]])
+def test_keras_serialized_form_is_the_same_optimizer(case: dict) -> None:
+    from_keras = optimizers.get(case["keras_config"])
+    tagged = optimizers.get(case["optimizer"])
+    if isinstance(tagged.learning_rate, float):  # Keras writes its float32-rounded rate
+        assert from_keras.learning_rate == float(np.float32(tagged.learning_rate))
+    assert from_keras.params == tagged.params and from_keras.weight_decay == tagged.weight_decay
+
+
+def test_seed_reference_sgd_weight_decay() -> None:
+    """SPEC §7: SGD(0.1, weight_decay=0.01), w=[1,-2,3], g=[.5,.5,-1] → [0.949, -2.048, 3.097]."""
+    opt = optimizers.get({"name": "sgd", "learning_rate": 0.1, "weight_decay": 0.01})
+    w, _ = step(opt, {"w": np.array([1.0, -2.0, 3.0])}, {"w": np.array([0.5, 0.5, -1.0])}, None)
+    lr, wd = float(np.float32(0.1)), float(np.float32(0.01))  # Keras casts both through float32
+    np.testing.assert_allclose(w["w"], np.array([1.0, -2.0, 3.0]) * (1 - wd * lr) - lr * np.array([0.5, 0.5, -1.0]),
+                               rtol=1e-15)
+    np.testing.assert_allclose(w["w"], [0.949, -2.048, 3.097], rtol=1e-8)
+
+
+def test_identifiers_ignore_case_and_take_keras_defaults() -> None:
+    adam = optimizers.get("Adam")
+    assert adam.name == "adam" and adam.learning_rate == 0.001 and adam.weight_decay is None
+    assert dict(adam.params) == {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False}
+    assert optimizers.get("adamw").weight_decay == 0.004
+    assert optimizers.get("ADAGRAD").params["initial_accumulator_value"] == 0.1
+
+
+def test_tagged_config_round_trips() -> None:
+    spec = {"name": "rmsprop", "learning_rate": {"name": "cosine_decay", "initial_learning_rate": 0.1,
+                                                 "decay_steps": 5}, "centered": True, "clipvalue": 1.0,
+            "weight_decay": 0.01, "exclude_from_weight_decay": ["bias"]}
+    opt = optimizers.get(spec)
+    assert optimizers.get(opt.get_config()) == opt
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ("adamm", "optimizer"),
+        ({"name": "sgd", "momentum": 1.5}, "optimizer.momentum"),
+        ({"name": "sgd", "learning_rate": -1}, "optimizer.learning_rate"),
+        ({"name": "sgd", "clipnorm": 1, "clipvalue": 1}, "optimizer.clipnorm"),
+        ({"name": "adam", "use_ema": True}, "optimizer.use_ema"),
+        ({"name": "adam", "gradient_accumulation_steps": 2}, "optimizer.gradient_accumulation_steps"),
+        ({"name": "adam", "exclude_from_weight_decay": ["("]}, "exclude_from_weight_decay"),
+        ({"name": "adam", "learning_rate": {"name": "exponential_decay", "initial_learning_rate": 0.1,
+                                           "decay_steps": 0, "decay_rate": 0.5}},
+         "optimizer.learning_rate.decay_steps"),
+        ({"class_name": "Nope", "config": {}}, "optimizer.class_name"),
+        ({"name": "adam", "betta_1": 0.9}, "optimizer.betta_1"),
+    ],
+)
+def test_bad_specs_name_the_field(spec: object, field: str) -> None:
+    with pytest.raises(SpecError) as err:
+        optimizers.get(spec)
+    assert err.value.field == field
+
+
+def test_state_is_checked_and_inputs_untouched() -> None:
+    opt = optimizers.get({"name": "adam"})
+    w = {"k": np.ones((2, 2), np.float32)}
+    g = {"k": np.full((2, 2), 0.5, np.float32)}
+    new, _ = step(opt, w, g, None)
+    assert np.all(w["k"] == 1) and not np.all(new["k"] == 1)
+    with pytest.raises(SpecError, match="no slot 'velocity'"):
+        step(opt, w, g, OptimizerState(1, {"k": {"momentum": np.zeros((2, 2))}}))
+    with pytest.raises(ShapeError):
+        step(opt, w, g, OptimizerState(1, {"k": {"momentum": np.zeros(2), "velocity": np.zeros(2)}}))
+    with pytest.raises(ShapeError):
+        step(opt, w, {"k": np.zeros(3, np.float32)}, None)
+    with pytest.raises(SpecError):
+        step(opt, w, {"j": np.zeros(3, np.float32)}, None)
+
+
+def test_sgd_l2_equals_decoupled_decay_2lambda() -> None:
+    """SPEC §6: plain SGD with L2(λ) ≡ SGD with weight_decay 2λ at the same learning rate."""
+    rng = np.random.default_rng(0)
+    w0, g_data = rng.normal(size=5), rng.normal(size=5)
+    lam, lr = 0.03125, 0.1  # 2λ exact in float32, as Keras casts it
+    l2 = optimizers.get({"name": "sgd", "learning_rate": lr})
+    wd = optimizers.get({"name": "sgd", "learning_rate": lr, "weight_decay": 2 * lam})
+    a, _ = step(l2, {"w": w0}, {"w": g_data + 2 * lam * w0}, None)
+    b, _ = step(wd, {"w": w0}, {"w": g_data}, None)
+    np.testing.assert_allclose(a["w"], b["w"], rtol=1e-14)
+
+
+def test_schedules_describe_and_serialize() -> None:
+    s = schedules.get({"name": "exponential_decay", "initial_learning_rate": 0.1, "decay_steps": 10,
+                       "decay_rate": 0.5})
+    assert schedules.get(s.keras_config()) == s
+    assert float(s(10)) == float(np.float32(0.05))
+    assert {d["name"] for d in schedules.describe()} >= {"cosine_decay", "piecewise_constant_decay"}
+    assert {d["name"] for d in optimizers.describe()} == set(optimizers.KINDS)
