@@ -18,6 +18,10 @@ environment variable           default    meaning
                                           layer outputs it would produce included
 ``PENALTY_MAX_LAYERS``         64         layers of one ``/v1/network`` request
 ``PENALTY_MAX_NESTING_DEPTH``  32         rank of a tensor (nesting of its JSON arrays)
+``PENALTY_MAX_TRAIN_WORK``     2e10       work units of one ``/v1/train`` run (see
+                                          ``service.core.training.price``); more is a 413
+``PENALTY_MAX_TRAIN_STEPS``    100000     optimizer steps of one ``/v1/train`` run
+``PENALTY_MAX_TRAIN_SECONDS``  60         wall time of one ``/v1/train`` run; past it, a 413
 =============================  =========  ==============================================
 """
 
@@ -48,6 +52,9 @@ class Settings(BaseSettings):
     max_request_elements: int = Field(1 << 25, ge=1)
     max_layers: int = Field(64, ge=1)
     max_nesting_depth: int = Field(32, ge=1, le=64)
+    max_train_work: int = Field(20_000_000_000, ge=1)
+    max_train_steps: int = Field(100_000, ge=1)
+    max_train_seconds: float = Field(60.0, gt=0)
 
 
 def get_settings() -> Settings:

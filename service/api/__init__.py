@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from service.api import discovery, health, layers, penalties
+from service.api import conventions, discovery, health, layers, optimizer, penalties, train
 
 router = APIRouter()
-for module in (penalties, layers, discovery, health):
+for module in (penalties, layers, optimizer, train, conventions, discovery, health):
     router.include_router(module.router)
 
 __all__ = ["router"]
