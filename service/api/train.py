@@ -59,6 +59,7 @@ def _config(request: TrainRequest) -> training.TrainConfig:
 
 def _admit(cfg: training.TrainConfig, settings: Settings) -> float:
     """Refuse a run over the budget (413); the deadline of one that is admitted."""
+    training.check(cfg)
     steps = cfg.epochs * training.steps_per_epoch(cfg.inputs.shape[0], cfg.batch_size)
     if steps > settings.max_train_steps:
         raise TooExpensive(f"the run has {steps} steps ({cfg.epochs} epochs × "

@@ -99,7 +99,8 @@ def steps_per_epoch(samples: int, batch_size: int) -> int:
     return max(1, math.ceil(samples / batch_size))
 
 
-def _check(cfg: TrainConfig) -> None:
+def check(cfg: TrainConfig) -> None:
+    """Refuse settings and shapes a run cannot use (before pricing it)."""
     for name, value, low in (("epochs", cfg.epochs, 1), ("batch_size", cfg.batch_size, 1),
                              ("record.every", cfg.record_every, 1), ("seed", cfg.seed, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -176,7 +177,7 @@ def run(cfg: TrainConfig, *, deadline: float | None = None) -> Generator[Progres
 
     ``deadline`` (a ``time.monotonic()`` value) stops the run with :class:`TooExpensive`.
     """
-    _check(cfg)
+    check(cfg)
     names = layer_names(cfg.layers)
     dtype = result_dtype(cfg.inputs, cfg.targets, *(a for s in cfg.layers for a in (s.kernel, s.bias)))
     if dtype == np.float16:
