@@ -6,7 +6,7 @@ import math
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, StrictInt, model_validator
 
 from service.core import optimizers
 from service.core.optimizers import OptimizerState
@@ -45,29 +45,51 @@ OptimizerSpec = Annotated[
 ]
 
 
+class SlotTensors(RootModel[dict[str, Tensor]]):
+    """One parameter's slot variables by Keras's names (``momentum``, ``velocity``, ...)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+
 class OptimizerStateIn(BaseModel):
     """A state as a previous response returned it (extra keys are ignored)."""
 
     model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True, frozen=True)
     iterations: StrictInt = Field(ge=0)
-    slots: dict[str, dict[str, Tensor]] = Field(default_factory=dict)
+    slots: dict[str, SlotTensors] = Field(default_factory=dict)
 
     def core(self) -> OptimizerState:
-        return OptimizerState(self.iterations, self.slots)
+        return OptimizerState(self.iterations, {p: s.root for p, s in self.slots.items()})
+
+
+class SlotResults(RootModel[dict[str, TensorResult]]):
+    """One parameter's slot variables by Keras's names."""
 
 
 class OptimizerStateOut(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
     iterations: int
-    slots: dict[str, dict[str, TensorResult]] = Field(
+    slots: dict[str, SlotResults] = Field(
         description="slots[parameter][slot], slot names as Keras names its variables (momentum, velocity, ...)"
     )
 
     @classmethod
     def of(cls, state: OptimizerState, encoding: Encoding) -> OptimizerStateOut:
         return cls(iterations=state.iterations, slots={
-            p: {s: tensor_out(v, encoding, f"state.slots.{p}.{s}") for s, v in slots.items()}
+            p: SlotResults({s: tensor_out(v, encoding, f"state.slots.{p}.{s}") for s, v in slots.items()})
             for p, slots in state.slots.items()})
+
+
+class KerasModelConfig(RootModel[dict[str, Any]]):
+    """``json.loads(model.to_json())`` (not yet supported by ``/v1/train``)."""
+
+
+class ModelWeights(RootModel[dict[str, Any]]):
+    """``"<layer>/<weight>"`` → tensor (not yet supported by ``/v1/train``)."""
+
+
+class TermNorms(RootModel[dict[str, list[Number]]]):
+    """term → ‖∂term/∂parameter‖₂ per recorded step."""
 
 
 def _optimizer_config(opt: optimizers.Optimizer) -> dict[str, Any]:
@@ -123,8 +145,8 @@ class TrainRequest(RequestModel):
          "loss": "mse", "optimizer": {"name": "sgd", "learning_rate": 0.1}, "epochs": 5, "batch_size": 2},
     ]})
 
-    model: dict[str, Any] | None = Field(None, description="Not yet supported: send `layers`.")
-    weights: dict[str, Any] | None = Field(None, description="Not yet supported (goes with `model`).")
+    model: KerasModelConfig | None = Field(None, description="Not yet supported: send `layers`.")
+    weights: ModelWeights | None = Field(None, description="Not yet supported (goes with `model`).")
     layers: list[DenseLayer] | None = None
     inputs: Tensor
     targets: Tensor
@@ -174,7 +196,7 @@ class History(BaseModel):
     learning_rate: list[Number]
     losses: dict[str, list[Number]] = Field(description="data_loss, every '<layer>/<argument>' term, total; "
                                                         "each measured on its batch before the update")
-    gradient_norms: dict[str, dict[str, list[Number]]] = Field(description="[parameter][term] → ‖gradient‖₂")
+    gradient_norms: dict[str, TermNorms] = Field(description="[parameter][term] → ‖gradient‖₂")
     weights: dict[str, WeightStats]
 
 

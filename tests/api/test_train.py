@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.reference.vectors import arrays, cases, tensor
+from tests.reference.training_vectors import cases
+from tests.reference.vectors import arrays, tensor
 
 STEPS = cases("optimizer_steps")
 FITS = cases("fit_runs")

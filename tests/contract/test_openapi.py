@@ -87,7 +87,8 @@ def test_component_names_read_well_in_a_generated_client(spec: dict[str, Any]) -
         # /v1/optimizer/step, /v1/train, /v1/conventions
         "Convention", "Conventions", "History", "KerasOptimizer", "OptimizerStateIn", "OptimizerStateOut",
         "OptimizerStepRequest", "OptimizerStepResponse", "Record", "TaggedOptimizer", "TrainRequest",
-        "TrainResponse", "WeightStats",
+        "TrainResponse", "WeightStats", "KerasModelConfig", "ModelWeights", "SlotResults", "SlotTensors",
+        "TermNorms",
     ])
 
 

@@ -14,7 +14,8 @@ import pytest
 from service.core import optimizers, schedules
 from service.core.errors import ShapeError, SpecError
 from service.core.optimizers import OptimizerState, step
-from tests.reference.vectors import arrays, cases
+from tests.reference.training_vectors import cases, load
+from tests.reference.vectors import arrays
 
 STEP_CASES = cases("optimizer_steps")
 
@@ -135,3 +136,11 @@ def test_schedules_describe_and_serialize() -> None:
     assert float(s(10)) == float(np.float32(0.05))
     assert {d["name"] for d in schedules.describe()} >= {"cosine_decay", "piecewise_constant_decay"}
     assert {d["name"] for d in optimizers.describe()} == set(optimizers.KINDS)
+
+
+@pytest.mark.parametrize("family", ["optimizer_steps", "fit_runs"])
+def test_vectors_come_from_pinned_keras(family: str) -> None:
+    generator = load(family)["generator"]
+    assert generator["keras"] == "3.15.1" and generator["tensorflow"] == "2.21.0"
+    assert generator["script"] == "tests/reference/generate_training.py"
+    assert cases(family), family

@@ -14,7 +14,8 @@ import pytest
 from service.core import optimizers
 from service.core.network import LayerSpec
 from service.core.training import TooExpensive, TrainConfig, price, run, train
-from tests.reference.vectors import arrays, cases
+from tests.reference.training_vectors import cases
+from tests.reference.vectors import arrays
 
 FITS = cases("fit_runs")
 

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 VECTORS = Path(__file__).with_name("vectors")
-FAMILIES = ("regularizers", "activations", "losses", "dense", "network", "optimizers",
-            "optimizer_steps", "fit_runs")
+FAMILIES = ("regularizers", "activations", "losses", "dense", "network", "optimizers")
 DTYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
 
 
