@@ -14,6 +14,8 @@ does all the arithmetic in float32, so the service does the same: every value is
 ``cosine_decay``            warmup (if ``warmup_target``): linear from ``lr0`` to the target
                             over ``warmup_steps``; then ``from · ((1−α)·½(1+cos(π·s/steps)) + α)``
                             with ``s = min(t − warmup, steps)``
+``cosine_decay_restarts``   the cosine restarted after ``first_decay_steps · t_mulⁱ`` steps,
+                            the i-th period's peak scaled by ``m_mulⁱ`` (SGDR)
 ==========================  ===============================================================
 
 Specs: Keras's serialized form (``keras.optimizers.schedules.serialize``:
@@ -118,6 +120,22 @@ def _cosine(t: int, p: Mapping[str, Any]) -> np.float32:
     return decay(F32(step - warmup), target)
 
 
+def _cosine_restarts(t: int, p: Mapping[str, Any]) -> np.float32:
+    lr0, first, alpha = F32(p["initial_learning_rate"]), F32(p["first_decay_steps"]), F32(p["alpha"])
+    t_mul, m_mul = F32(p["t_mul"]), F32(p["m_mul"])
+    frac = F32(F32(t) / first)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if t_mul == 1:
+            restart = np.floor(frac)
+            frac = F32(frac - restart)
+        else:
+            restart = np.floor(np.log(F32(1) - frac * (F32(1) - t_mul)) / np.log(t_mul))
+            done = (F32(1) - np.power(t_mul, restart)) / (F32(1) - t_mul)
+            frac = F32((frac - done) / np.power(t_mul, restart))
+        cosine = F32(0.5) * np.power(m_mul, restart) * (F32(1) + np.cos(F32(math.pi) * frac))
+        return F32(lr0 * ((F32(1) - alpha) * cosine + alpha))
+
+
 @dataclass(frozen=True)
 class _Kind:
     name: str
@@ -151,13 +169,18 @@ def _kinds() -> dict[str, _Kind]:
                                    ("warmup_target", (None, _optional_number)),
                                    ("warmup_steps", (0, non_negative))])),
               _cosine, "warmup, then from · ((1−α)·½(1+cos(π·t/decay_steps)) + α)"),
+        _Kind("cosine_decay_restarts", "CosineDecayRestarts",
+              Params.declare(dict([lr0, ("first_decay_steps", (None, _steps)), ("t_mul", (2.0, positive)),
+                                   ("m_mul", (1.0, non_negative)), ("alpha", (0.0, number))])),
+              _cosine_restarts, "cosine decay restarting after first_decay_steps·t_mulⁱ steps, "
+                                "peak × m_mulⁱ (SGDR)"),
     ]
     return {k.name: k for k in kinds}
 
 
 KINDS = _kinds()
 _BY_CLASS = {k.class_name.lower(): k.name for k in KINDS.values()}
-_BY_CLASS.update({"piecewiseconstant": "piecewise_constant_decay"})
+_BY_CLASS.update({"piecewiseconstant": "piecewise_constant_decay", "sgdrdecay": "cosine_decay_restarts"})
 
 
 @dataclass(frozen=True)

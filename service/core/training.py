@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from service.core import optimizers, regularizers
-from service.core.errors import CoreError, ShapeError, SpecError
+from service.core.errors import CoreError, NonFiniteError, ShapeError, SpecError
 from service.core.network import LayerSpec, layer_names, network
 from service.core.numeric import FloatArray, factor_in, result_dtype
 from service.core.optimizers import Optimizer, OptimizerState
@@ -172,6 +172,11 @@ class _Recorder:
                 s["sparsity"][_tolerance_key(t)].append(float(np.mean(a <= t)) if a.size else 0.0)
 
 
+def _diverged(exc: NonFiniteError, step: int, epoch: int) -> NonFiniteError:
+    return NonFiniteError(f"the run diverged at step {step} (epoch {epoch}): {exc.message}; a smaller "
+                          "learning rate (or clipnorm) keeps it finite", field=exc.field)
+
+
 def run(cfg: TrainConfig, *, deadline: float | None = None) -> Generator[Progress, None, TrainResult]:
     """The training loop: yields a :class:`Progress` after every step, returns the result.
 
@@ -214,9 +219,12 @@ def run(cfg: TrainConfig, *, deadline: float | None = None) -> Generator[Progres
             current = [replace(s, kernel=weights[f"{nm}/kernel"],
                                bias=None if s.bias is None else weights[f"{nm}/bias"])
                        for nm, s in zip(names, layers, strict=True)]
-            result = network(x[idx], t[idx], current, cfg.loss, cfg.activity_normalization)
-            assert result.gradients is not None
             step += 1
+            try:
+                result = network(x[idx], t[idx], current, cfg.loss, cfg.activity_normalization)
+            except NonFiniteError as exc:
+                raise _diverged(exc, step, epoch) from None
+            assert result.gradients is not None
             state_iter = 0 if state is None else state.iterations
             lr = opt.lr_at(state_iter)
             losses = {k: float(v) for k, v in result.losses.items()}
@@ -230,7 +238,10 @@ def run(cfg: TrainConfig, *, deadline: float | None = None) -> Generator[Progres
                 if lam:
                     c = factor_in(lam, weights[p].dtype)
                     grads[p] = grads[p] - c * np.sign(weights[p])
-            weights, state = optimizers.step(opt, weights, grads, state)
+            try:
+                weights, state = optimizers.step(opt, weights, grads, state)
+            except NonFiniteError as exc:
+                raise _diverged(exc, step, epoch) from None
             for p, lam in l1.items():
                 if lam:
                     thr = weights[p].dtype.type(lr) * factor_in(lam, weights[p].dtype)

@@ -153,3 +153,22 @@ def test_l1_proximal_through_http(client: TestClient) -> None:
     assert np.count_nonzero(kernel == 0) >= 1
     assert r["history"]["weights"]["dense_1/kernel"]["sparsity"]["0"][-1] > 0
     assert req["epochs"] == 5
+
+
+def test_a_diverging_run_is_a_400_naming_the_step(client: TestClient) -> None:
+    req = {**FITS[0]["request"], "optimizer": {"name": "sgd", "learning_rate": 1e6}}
+    r = client.post("/v1/train", json=req)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "non_finite_result"
+    assert "diverged at step" in r.json()["error"]["message"]
+    streamed = _events(client.post("/v1/train", json=req, headers={"Accept": "text/event-stream"}).text)
+    assert streamed[0][0] == "progress" and streamed[-1][0] == "error"
+    assert streamed[-1][1]["error"]["code"] == "non_finite_result"
+
+
+def test_wall_time_limit_mid_stream_is_an_error_event(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(max_train_seconds=0.2)
+    req = {**FITS[0]["request"], "epochs": 5000, "batch_size": 1}  # 50000 steps, far past 0.2 s
+    events = _events(client.post("/v1/train", json=req, headers={"Accept": "text/event-stream"}).text)
+    assert events[0][0] == "progress" and events[-1][0] == "error"
+    assert events[-1][1]["error"]["code"] == "too_expensive"
+    assert "wall-time" in events[-1][1]["error"]["message"]

@@ -145,3 +145,34 @@ def test_bad_settings_name_the_field(extra: dict, field: str) -> None:
     with pytest.raises(Exception) as err:
         train(small(**extra))
     assert getattr(err.value, "field", None) == field
+
+
+def test_the_loop_applies_the_gradient_of_total_central_differences() -> None:
+    """FP64, one SGD step on the whole batch: (w₀ − w₁)/lr is the central-difference gradient
+    of the recorded ``total`` with respect to each parameter, and its norm is the recorded
+    ``gradient_norms[p]["total"]``."""
+    from service.core.network import network
+    from tests.gradcheck import assert_gradient
+
+    rng = np.random.default_rng(5)
+    x, t = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    spec = [LayerSpec(kernel=rng.normal(size=(3, 4)), bias=rng.normal(size=4), activation="tanh",
+                      kernel_regularizer={"type": "l2", "l2": 0.1}, activity_regularizer={"type": "l2", "l2": 0.05}),
+            LayerSpec(kernel=rng.normal(size=(4, 2)), bias=rng.normal(size=2), activation="sigmoid",
+                      bias_regularizer={"type": "l2", "l2": 0.2})]
+    lr = 0.5  # exact in float32
+    r = train(TrainConfig(x, t, spec, "huber", optimizers.get({"name": "sgd", "learning_rate": lr}),
+                          batch_size=6))
+    names = {"dense/kernel": (0, "kernel"), "dense/bias": (0, "bias"), "dense_1/kernel": (1, "kernel"),
+             "dense_1/bias": (1, "bias")}
+    for param, (i, attr) in names.items():
+        w0 = getattr(spec[i], attr)
+        applied = (w0 - r.weights[param]) / lr
+
+        def total(w: np.ndarray, i: int = i, attr: str = attr) -> float:
+            layers = list(spec)
+            layers[i] = LayerSpec(**{**vars(spec[i]), attr: w})
+            return float(network(x, t, layers, "huber", return_gradients=False).losses["total"])
+
+        assert_gradient(total, applied, w0, rtol=1e-6, atol=1e-9)
+        assert r.history["gradient_norms"][param]["total"][0] == pytest.approx(np.linalg.norm(applied), rel=1e-9)

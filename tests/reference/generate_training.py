@@ -80,6 +80,12 @@ SCHEDULES = {
     "cosine_warmup": (keras.optimizers.schedules.CosineDecay(0.0, 3, warmup_target=0.1, warmup_steps=2),
                       {"name": "cosine_decay", "initial_learning_rate": 0.0, "decay_steps": 3,
                        "warmup_target": 0.1, "warmup_steps": 2}),
+    "cosine_restarts": (keras.optimizers.schedules.CosineDecayRestarts(0.1, 2, t_mul=2.0, m_mul=0.5, alpha=0.1),
+                        {"name": "cosine_decay_restarts", "initial_learning_rate": 0.1, "first_decay_steps": 2,
+                         "t_mul": 2.0, "m_mul": 0.5, "alpha": 0.1}),
+    "cosine_restarts_t1": (keras.optimizers.schedules.CosineDecayRestarts(0.1, 2, t_mul=1.0),
+                           {"name": "cosine_decay_restarts", "initial_learning_rate": 0.1, "first_decay_steps": 2,
+                            "t_mul": 1.0}),
 }
 
 OPTIMIZERS = {
