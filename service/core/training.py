@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from service.core import optimizers, regularizers
+from service.core import activations, optimizers, regularizers
+from service.core import losses as loss_registry
 from service.core.errors import CoreError, NonFiniteError, ShapeError, SpecError
 from service.core.network import LayerSpec, layer_names, network
 from service.core.numeric import FloatArray, factor_in, result_dtype
@@ -172,6 +173,20 @@ class _Recorder:
                 s["sparsity"][_tolerance_key(t)].append(float(np.mean(a <= t)) if a.size else 0.0)
 
 
+def _parsed(i: int, spec: LayerSpec) -> LayerSpec:
+    """The layer with its activation and regularizers parsed once (not at every step)."""
+    parsed: dict[str, Any] = {}
+    for arg in ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "activation"):
+        value = getattr(spec, arg)
+        if value is None:
+            continue
+        try:
+            parsed[arg] = activations.get(value) if arg == "activation" else regularizers.get(value)
+        except SpecError as exc:
+            raise SpecError(f"layers.{i}.{arg}: {exc.message}", field=f"layers.{i}.{arg}") from None
+    return replace(spec, **parsed)
+
+
 def _diverged(exc: NonFiniteError, step: int, epoch: int) -> NonFiniteError:
     return NonFiniteError(f"the run diverged at step {step} (epoch {epoch}): {exc.message}; a smaller "
                           "learning rate (or clipnorm) keeps it finite", field=exc.field)
@@ -187,8 +202,12 @@ def run(cfg: TrainConfig, *, deadline: float | None = None) -> Generator[Progres
     dtype = result_dtype(cfg.inputs, cfg.targets, *(a for s in cfg.layers for a in (s.kernel, s.bias)))
     if dtype == np.float16:
         raise SpecError("training runs in FP32 or FP64; send the tensors as FP32 (or FP64)", field="inputs")
-    layers = [replace(s, kernel=np.asarray(s.kernel, dtype), bias=None if s.bias is None else
-                      np.asarray(s.bias, dtype)) for s in cfg.layers]
+    layers = [_parsed(i, replace(s, kernel=np.asarray(s.kernel, dtype), bias=None if s.bias is None else
+                                 np.asarray(s.bias, dtype))) for i, s in enumerate(cfg.layers)]
+    try:
+        loss = loss_registry.get(cfg.loss)
+    except SpecError as exc:
+        raise SpecError(f"loss: {exc.message}", field="loss") from None
     weights: dict[str, FloatArray] = {}
     l1: dict[str, float] = {}
     for name, s in zip(names, layers, strict=True):
@@ -221,7 +240,7 @@ def run(cfg: TrainConfig, *, deadline: float | None = None) -> Generator[Progres
                        for nm, s in zip(names, layers, strict=True)]
             step += 1
             try:
-                result = network(x[idx], t[idx], current, cfg.loss, cfg.activity_normalization)
+                result = network(x[idx], t[idx], current, loss, cfg.activity_normalization)
             except NonFiniteError as exc:
                 raise _diverged(exc, step, epoch) from None
             assert result.gradients is not None
