@@ -63,6 +63,12 @@ def _k(c: Any, x: float) -> Any:
     return c(np.float32(x))
 
 
+def _pow(base: Any, exponent: Any) -> Any:
+    """``baseᵉ`` in ``base``'s dtype, correctly rounded (computed in float64 for float32, as
+    TensorFlow's kernel rounds it; NumPy's float32 ``power`` is off by an ulp at times)."""
+    return type(base)(np.power(np.float64(base), np.float64(exponent)))
+
+
 def _beta(name: str, value: Any) -> float:
     return unit_interval(name, value)
 
@@ -106,7 +112,7 @@ def _adagrad(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping
 
 def _adam(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[str, Any], c: Any) -> None:
     step = c(t + 1)
-    b1_power, b2_power = np.power(_k(c, p["beta_1"]), step), np.power(_k(c, p["beta_2"]), step)
+    b1_power, b2_power = _pow(_k(c, p["beta_1"]), step), _pow(_k(c, p["beta_2"]), step)
     alpha = lr * np.sqrt(c(1) - b2_power) / (c(1) - b1_power)
     s["momentum"] = s["momentum"] + (g - s["momentum"]) * c(1 - p["beta_1"])
     s["velocity"] = s["velocity"] + (np.square(g) - s["velocity"]) * c(1 - p["beta_2"])
@@ -117,7 +123,7 @@ def _adam(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[st
 
 
 def _adamax(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[str, Any], c: Any) -> None:
-    b1_power = np.power(_k(c, p["beta_1"]), c(t + 1))
+    b1_power = _pow(_k(c, p["beta_1"]), c(t + 1))
     s["momentum"] = s["momentum"] + (g - s["momentum"]) * c(1 - p["beta_1"])
     s["norm"] = np.maximum(c(p["beta_2"]) * s["norm"], np.abs(g))
     w -= (lr * s["momentum"]) / ((c(1) - b1_power) * (s["norm"] + c(p["epsilon"])))
@@ -132,12 +138,12 @@ def nadam_u_product(iterations: int, beta_1: float, c: Any) -> Any:
     seq = _U_PRODUCTS.setdefault((beta_1, c), [c(1)])
     while len(seq) <= iterations:
         t = len(seq)
-        seq.append(seq[-1] * c(beta_1) * (c(1) - c(0.5) * np.power(c(0.96), c(t))))
+        seq.append(seq[-1] * c(beta_1) * (c(1) - c(0.5) * _pow(c(0.96), c(t))))
     return seq[iterations]
 
 
 def _mu(beta_1: Any, t: int, c: Any) -> Any:
-    return beta_1 * (c(1) - c(0.5) * np.power(_k(c, 0.96), c(t)))
+    return beta_1 * (c(1) - c(0.5) * _pow(_k(c, 0.96), c(t)))
 
 
 def _nadam(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[str, Any], c: Any) -> None:
@@ -148,7 +154,7 @@ def _nadam(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[s
     s["momentum"] = s["momentum"] + (g - s["momentum"]) * (c(1) - b1)
     s["velocity"] = s["velocity"] + (np.square(g) - s["velocity"]) * (c(1) - b2)
     m_hat = (u_next * s["momentum"]) / (c(1) - u_product_next) + ((c(1) - u_t) * g) / (c(1) - u_product)
-    v_hat = s["velocity"] / (c(1) - np.power(b2, c(t + 1)))
+    v_hat = s["velocity"] / (c(1) - _pow(b2, c(t + 1)))
     w -= (m_hat * lr) / (np.sqrt(v_hat) + c(p["epsilon"]))
 
 

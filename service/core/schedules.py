@@ -63,6 +63,12 @@ def _label(name: str, value: Any) -> str:
     return value
 
 
+def _cos(x: Any) -> np.float32:
+    """float32 cosine, correctly rounded (as TensorFlow's kernel gives it; NumPy's float32
+    ``cos`` is off by an ulp on some arguments)."""
+    return F32(np.cos(np.float64(x)))
+
+
 def _exponential(t: int, p: Mapping[str, Any]) -> np.float32:
     e = F32(t) / F32(p["decay_steps"])
     if p["staircase"]:
@@ -108,7 +114,7 @@ def _cosine(t: int, p: Mapping[str, Any]) -> np.float32:
     step = F32(t)
 
     def decay(s: np.float32, start: np.float32) -> np.float32:
-        cosine = F32(0.5) * (F32(1) + np.cos(F32(math.pi) * (s / steps)))
+        cosine = F32(0.5) * (F32(1) + _cos(F32(math.pi) * (s / steps)))
         return F32(start * (F32(1 - alpha) * cosine + F32(alpha)))
 
     if p["warmup_target"] is None:
@@ -132,7 +138,7 @@ def _cosine_restarts(t: int, p: Mapping[str, Any]) -> np.float32:
             restart = np.floor(np.log(F32(1) - frac * (F32(1) - t_mul)) / np.log(t_mul))
             done = (F32(1) - np.power(t_mul, restart)) / (F32(1) - t_mul)
             frac = F32((frac - done) / np.power(t_mul, restart))
-        cosine = F32(0.5) * np.power(m_mul, restart) * (F32(1) + np.cos(F32(math.pi) * frac))
+        cosine = F32(0.5) * np.power(m_mul, restart) * (F32(1) + _cos(F32(math.pi) * frac))
         return F32(lr0 * ((F32(1) - alpha) * cosine + alpha))
 
 

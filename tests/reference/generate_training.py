@@ -111,7 +111,7 @@ VARIANTS = {
     "clipvalue": {"clipvalue": 0.3},
     "global_clipnorm": {"global_clipnorm": 0.7},
 }
-STEPS = 6
+STEPS = 20
 
 
 def keras_name(cls: type) -> str:
