@@ -16,7 +16,7 @@ step, "iterations"}}``.  Parameters are named ``dense/kernel`` and ``dense/bias`
 Keras variables are named ``kernel`` and ``bias``, so the exclusion patterns used
 (``"bias"``) select the same variables in both.
 
-``fit_runs.json`` cases: ``{"id", "request": <POST /v1/train body>, "expected":
+``fit_runs.json`` cases (FP32, and FP64 with floatx float64 in a fresh interpreter): ``{"id", "request": <POST /v1/train body>, "expected":
 {"weights": {name: tensor}, "history_loss": [per epoch], "batch_logs": [[logs["loss"]
 per batch] per epoch], "batch_sizes": [...]}}``: ``batch_logs`` are Keras's running means.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -213,17 +214,36 @@ def keras_optimizer(name, args):
     return cls(**args)
 
 
-def fit_case(case_id, layer_defs, loss, batch, epochs, opt) -> dict:
+# FP64 runs: Keras with floatx float64 (its default float32 floatx cannot fit float64 weights).
+# Every hyperparameter is exact in float32, so that Keras's float64 learning-rate variable and
+# factors equal the service's (which rounds them through float32 as Keras does by default).
+REGS64 = {
+    "l1": (lambda: keras.regularizers.L1(0.015625), {"type": "l1", "l1": 0.015625}),
+    "l2": (lambda: keras.regularizers.L2(0.03125), {"type": "l2", "l2": 0.03125}),
+}
+FITS64 = [
+    ("fp64_mse_l2_sgd_momentum_b4", [(3, "tanh", "l2", "l1", "l1"), (1, None, "l1", None, None)],
+     "mean_squared_error", 4, 6, ("sgd", {"learning_rate": 0.0625, "momentum": 0.875})),
+    ("fp64_bce_l1_adam_b5", [(4, "relu", "l1", None, None), (1, "sigmoid", "l2", None, None)],
+     "binary_crossentropy", 5, 10, ("adam", {"learning_rate": 0.015625, "beta_1": 0.875, "beta_2": 0.9921875})),
+    ("fp64_huber_adamw_b3", [(3, "sigmoid", "l2", None, "l2"), (2, None, None, None, None)],
+     {"name": "huber", "delta": 1.0}, 3, 5,
+     ("adamw", {"learning_rate": 0.03125, "weight_decay": 0.0625, "beta_1": 0.875, "beta_2": 0.9921875})),
+]
+
+
+def fit_case(case_id, layer_defs, loss, batch, epochs, opt, dtype="float32") -> dict:
     r = rng(case_id)
     n, features = 10, 4
-    x = r.normal(size=(n, features)).astype("float32")
+    regs = REGS if dtype == "float32" else REGS64
+    x = r.normal(size=(n, features)).astype(dtype)
     units_out = layer_defs[-1][0]
     if loss == "binary_crossentropy":
-        t = (r.random(size=(n, units_out)) > 0.5).astype("float32")
+        t = (r.random(size=(n, units_out)) > 0.5).astype(dtype)
     elif loss == "categorical_crossentropy":
-        t = np.eye(units_out, dtype="float32")[r.integers(0, units_out, size=n)]
+        t = np.eye(units_out, dtype=dtype)[r.integers(0, units_out, size=n)]
     else:
-        t = r.normal(size=(n, units_out)).astype("float32")
+        t = r.normal(size=(n, units_out)).astype(dtype)
     keras.utils.set_random_seed(0)
     inputs = keras.Input((features,))
     h = inputs
@@ -232,18 +252,18 @@ def fit_case(case_id, layer_defs, loss, batch, epochs, opt) -> dict:
     for i, (units, act, kr, br, ar) in enumerate(layer_defs):
         name = "dense" if i == 0 else f"dense_{i}"
         names.append(name)
-        kernel = (r.normal(size=(fan_in, units)) * 0.7).astype("float32")
-        bias = (r.normal(size=(units,)) * 0.1).astype("float32")
+        kernel = (r.normal(size=(fan_in, units)) * 0.7).astype(dtype)
+        bias = (r.normal(size=(units,)) * 0.1).astype(dtype)
         layer = keras.layers.Dense(units, activation=act, name=name,
-                                   kernel_regularizer=REGS[kr][0]() if kr else None,
-                                   bias_regularizer=REGS[br][0]() if br else None,
-                                   activity_regularizer=REGS[ar][0]() if ar else None)
+                                   kernel_regularizer=regs[kr][0]() if kr else None,
+                                   bias_regularizer=regs[br][0]() if br else None,
+                                   activity_regularizer=regs[ar][0]() if ar else None)
         h = layer(h)
         layer.set_weights([kernel, bias])
         spec = {"name": name, "kernel": wire(kernel), "bias": wire(bias), "activation": act}
         for key, val in (("kernel_regularizer", kr), ("bias_regularizer", br), ("activity_regularizer", ar)):
             if val:
-                spec[key] = REGS[val][1]
+                spec[key] = regs[val][1]
         req_layers.append(spec)
         fan_in = units
     model = keras.Model(inputs, h)
@@ -283,8 +303,16 @@ def dump(name: str, cases: list[dict]) -> None:
 def main() -> None:
     if keras.backend.backend() != "tensorflow":
         sys.exit("set KERAS_BACKEND=tensorflow")
+    if sys.argv[1:] == ["--fp64-fits"]:
+        keras.config.set_floatx("float64")
+        print(json.dumps([fit_case(*f, dtype="float64") for f in FITS64]))
+        return
     dump("optimizer_steps.json", optimizer_cases())
-    dump("fit_runs.json", [fit_case(*f) for f in FITS])
+    fits = [fit_case(*f) for f in FITS]
+    # float64 fits in a fresh interpreter: after float32 fits in the same process Keras 3.15
+    # mixes a float32 tensor into the next float64 fit (and the other way round).
+    out = subprocess.run([sys.executable, __file__, "--fp64-fits"], capture_output=True, text=True, check=True)
+    dump("fit_runs.json", fits + json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 if __name__ == "__main__":
