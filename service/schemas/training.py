@@ -126,6 +126,26 @@ class OptimizerStepResponse(BaseModel):
     optimizer: dict[str, Any] = Field(description="The optimizer in its tagged form, defaults filled in.")
 
 
+class OptimizerInfo(BaseModel):
+    name: str
+    class_name: str
+    parameters: dict[str, bool | int | float | str | None]
+    slots: list[str]
+    formula: str
+
+
+class ScheduleInfo(BaseModel):
+    name: str
+    class_name: str
+    parameters: dict[str, bool | int | float | str | None]
+    formula: str
+
+
+class OptimizerList(BaseModel):
+    optimizers: list[OptimizerInfo]
+    schedules: list[ScheduleInfo]
+
+
 # --------------------------------------------------------------------------- /v1/train
 
 

@@ -172,3 +172,33 @@ def test_wall_time_limit_mid_stream_is_an_error_event(make_client: Callable[...,
     assert events[0][0] == "progress" and events[-1][0] == "error"
     assert events[-1][1]["error"]["code"] == "too_expensive"
     assert "wall-time" in events[-1][1]["error"]["message"]
+
+
+def test_optimizers_are_listed_with_keras_defaults(client: TestClient) -> None:
+    body = client.get("/v1/optimizers").json()
+    by_name = {o["name"]: o for o in body["optimizers"]}
+    assert set(by_name) == {"sgd", "rmsprop", "adagrad", "adam", "adamw", "adamax", "nadam", "lion"}
+    assert by_name["adamw"]["parameters"]["weight_decay"] == 0.004
+    assert by_name["adam"]["slots"] == ["momentum", "velocity"]
+    assert {s["class_name"] for s in body["schedules"]} >= {"ExponentialDecay", "CosineDecay", "CosineDecayRestarts"}
+
+
+def test_state_sent_back_with_extra_keys_continues(client: TestClient) -> None:
+    body = {"optimizer": "adam", "parameters": {"w": [1.0, 2.0]}, "gradients": {"w": [0.1, 0.2]}}
+    first = client.post("/v1/optimizer/step", json=body).json()
+    state = {**first["state"], "note": "from a previous response", "learning_rate": first["learning_rate"]}
+    state["slots"]["w"]["unused"] = [0.0, 0.0]
+    r = client.post("/v1/optimizer/step", json={**body, "parameters": first["parameters"], "state": state})
+    assert r.status_code == 200, r.text
+    assert r.json()["state"]["iterations"] == 2
+
+
+def test_l1_pull_does_not_weaken_as_the_data_gradient_vanishes(client: TestClient) -> None:
+    """Seed 003: as (t − y)·C → 0 the data gradient vanishes, but L1's gradient stays
+    λ·√(number of nonzero weights): it does not weaken over training (L2's, 2λ·‖w‖, would)."""
+    req = {"layers": [{"kernel": [[0.5], [-0.5]], "bias": [0.0], "kernel_regularizer": {"type": "l1", "l1": 0.01}}],
+           "inputs": [[1.0, 2.0], [2.0, 1.0], [0.0, 1.0], [1.0, 0.0]], "targets": [[1.0], [2.0], [0.5], [0.5]],
+           "loss": "mse", "optimizer": {"name": "sgd", "learning_rate": 0.1}, "epochs": 40, "batch_size": 4}
+    norms = client.post("/v1/train", json=req).json()["history"]["gradient_norms"]["dense/kernel"]
+    assert norms["data_loss"][-1] < 0.1 * norms["data_loss"][0]
+    assert norms["dense/kernel_regularizer"] == pytest.approx([float(np.float32(0.01)) * np.sqrt(2)] * 40, rel=1e-6)

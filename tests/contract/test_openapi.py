@@ -25,6 +25,7 @@ OPERATIONS = {
     ("post", "/v1/optimizer/step"): "optimizer_step",
     ("post", "/v1/train"): "train",
     ("get", "/v1/conventions"): "list_conventions",
+    ("get", "/v1/optimizers"): "list_optimizers",
 }
 REQUESTS = {"compute_penalty": "PenaltyRequest", "compute_penalties": "PenaltiesRequest",
             "dense_forward": "DenseRequest", "network_forward": "NetworkRequest"}
@@ -88,7 +89,7 @@ def test_component_names_read_well_in_a_generated_client(spec: dict[str, Any]) -
         "Convention", "Conventions", "History", "KerasOptimizer", "OptimizerStateIn", "OptimizerStateOut",
         "OptimizerStepRequest", "OptimizerStepResponse", "Record", "TaggedOptimizer", "TrainRequest",
         "TrainResponse", "WeightStats", "KerasModelConfig", "ModelWeights", "SlotResults", "SlotTensors",
-        "TermNorms",
+        "TermNorms", "OptimizerInfo", "OptimizerList", "ScheduleInfo",
     ])
 
 

@@ -83,6 +83,7 @@ def test_generated_names_read_well(pc: ModuleType) -> None:
         "layers.network_forward", "discovery.list_regularizers", "discovery.list_activations",
         "discovery.list_losses", "operations.liveness", "operations.readiness",
         "training.optimizer_step", "training.train", "discovery.list_conventions",
+        "discovery.list_optimizers",
     }
 
 
