@@ -29,7 +29,7 @@ parameter's dtype.  Slot names are Keras's (``momentum``, ``velocity``, ...).
     >>> w = {"w": np.array([1.0, -2.0, 3.0], np.float32)}
     >>> g = {"w": np.array([0.5, 0.5, -1.0], np.float32)}
     >>> new, state = step(opt, w, g, None)
-    >>> new["w"].round(3).tolist(), state.iterations
+    >>> [round(float(v), 3) for v in new["w"]], state.iterations
     ([0.949, -2.048, 3.097], 1)
 """
 
@@ -42,12 +42,10 @@ from typing import Any
 
 import numpy as np
 
-from service.core import schedules
+from service.core import schedules, updates
 from service.core.errors import ShapeError, SpecError, shown
 from service.core.numeric import FloatArray, check_finite
 from service.core.specs import FrozenParams, Params, boolean, non_negative, unit_interval
-
-Slots = dict[str, FloatArray]
 
 
 @dataclass(frozen=True)
@@ -58,110 +56,12 @@ class OptimizerState:
     slots: Mapping[str, Mapping[str, FloatArray]] = field(default_factory=dict)
 
 
-def _k(c: Any, x: float) -> Any:
-    """A hyperparameter as Keras's ``ops.cast(python_float, dtype)`` gives it: through float32."""
-    return c(np.float32(x))
-
-
-def _pow(base: Any, exponent: Any) -> Any:
-    """``baseᵉ`` in ``base``'s dtype, correctly rounded (computed in float64 for float32, as
-    TensorFlow's kernel rounds it; NumPy's float32 ``power`` is off by an ulp at times)."""
-    return type(base)(np.power(np.float64(base), np.float64(exponent)))
-
-
 def _beta(name: str, value: Any) -> float:
     return unit_interval(name, value)
 
 
 def _eps(name: str, value: Any) -> float:
     return non_negative(name, value)
-
-
-# --------------------------------------------------------------------------- the update rules
-
-
-def _sgd(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[str, Any], c: Any) -> None:
-    if p["momentum"] != 0:
-        mu = _k(c, p["momentum"])
-        s["momentum"] = s["momentum"] * mu - g * lr
-        w += (s["momentum"] * mu - g * lr) if p["nesterov"] else s["momentum"]
-    else:
-        w -= g * lr
-
-
-def _rmsprop(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[str, Any], c: Any) -> None:
-    rho = p["rho"]
-    s["velocity"] = c(rho) * s["velocity"] + c(1 - rho) * np.square(g)
-    if p["centered"]:
-        s["average_gradient"] = c(rho) * s["average_gradient"] + c(1 - rho) * g
-        denominator = s["velocity"] - np.square(s["average_gradient"]) + c(p["epsilon"])
-    else:
-        denominator = s["velocity"] + c(p["epsilon"])
-    increment = (lr * g) / np.sqrt(denominator)
-    if p["momentum"] > 0:
-        s["momentum"] = c(p["momentum"]) * s["momentum"] + increment
-        w -= s["momentum"]
-    else:
-        w -= increment
-
-
-def _adagrad(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[str, Any], c: Any) -> None:
-    s["accumulator"] = s["accumulator"] + np.square(g)
-    w -= (lr * g) / np.sqrt(s["accumulator"] + c(p["epsilon"]))
-
-
-def _adam(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[str, Any], c: Any) -> None:
-    step = c(t + 1)
-    b1_power, b2_power = _pow(_k(c, p["beta_1"]), step), _pow(_k(c, p["beta_2"]), step)
-    alpha = lr * np.sqrt(c(1) - b2_power) / (c(1) - b1_power)
-    s["momentum"] = s["momentum"] + (g - s["momentum"]) * c(1 - p["beta_1"])
-    s["velocity"] = s["velocity"] + (np.square(g) - s["velocity"]) * c(1 - p["beta_2"])
-    v = s["velocity"]
-    if p["amsgrad"]:
-        s["velocity_hat"] = v = np.maximum(s["velocity_hat"], v)
-    w -= (s["momentum"] * alpha) / (np.sqrt(v) + c(p["epsilon"]))
-
-
-def _adamax(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[str, Any], c: Any) -> None:
-    b1_power = _pow(_k(c, p["beta_1"]), c(t + 1))
-    s["momentum"] = s["momentum"] + (g - s["momentum"]) * c(1 - p["beta_1"])
-    s["norm"] = np.maximum(c(p["beta_2"]) * s["norm"], np.abs(g))
-    w -= (lr * s["momentum"]) / ((c(1) - b1_power) * (s["norm"] + c(p["epsilon"])))
-
-
-_U_PRODUCTS: dict[tuple[float, Any], list[Any]] = {}
-
-
-def nadam_u_product(iterations: int, beta_1: float, c: Any) -> Any:
-    """Keras's optimizer-wide ``u_product`` after ``iterations`` steps: ``Π β1(1 − ½·0.96ᵗ)``,
-    multiplied in the parameters' dtype in Keras's order (the products are cached)."""
-    seq = _U_PRODUCTS.setdefault((beta_1, c), [c(1)])
-    while len(seq) <= iterations:
-        t = len(seq)
-        seq.append(seq[-1] * c(beta_1) * (c(1) - c(0.5) * _pow(c(0.96), c(t))))
-    return seq[iterations]
-
-
-def _mu(beta_1: Any, t: int, c: Any) -> Any:
-    return beta_1 * (c(1) - c(0.5) * _pow(_k(c, 0.96), c(t)))
-
-
-def _nadam(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[str, Any], c: Any) -> None:
-    b1, b2 = _k(c, p["beta_1"]), _k(c, p["beta_2"])
-    u_t, u_next = _mu(b1, t + 1, c), _mu(b1, t + 2, c)
-    u_product = p["_u_product"]  # already advanced for this step, as Keras does
-    u_product_next = u_product * u_next
-    s["momentum"] = s["momentum"] + (g - s["momentum"]) * (c(1) - b1)
-    s["velocity"] = s["velocity"] + (np.square(g) - s["velocity"]) * (c(1) - b2)
-    m_hat = (u_next * s["momentum"]) / (c(1) - u_product_next) + ((c(1) - u_t) * g) / (c(1) - u_product)
-    v_hat = s["velocity"] / (c(1) - _pow(b2, c(t + 1)))
-    w -= (m_hat * lr) / (np.sqrt(v_hat) + c(p["epsilon"]))
-
-
-def _lion(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[str, Any], c: Any) -> None:
-    b1, b2 = _k(c, p["beta_1"]), _k(c, p["beta_2"])
-    w -= lr * np.sign(s["momentum"] * b1 + g * (c(1) - b1))
-    s["momentum"] = s["momentum"] * b2 + g * (c(1) - b2)
 
 
 # --------------------------------------------------------------------------- the registry
@@ -199,23 +99,23 @@ class Kind:
 _ADAM = {"beta_1": (0.9, _beta), "beta_2": (0.999, _beta), "epsilon": (1e-7, _eps)}
 KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("sgd", "SGD", 0.01, Params.declare({"momentum": (0.0, unit_interval), "nesterov": (False, boolean)}),
-         _sgd, "m = μ·m − lr·g; w += m (nesterov: w += μ·m − lr·g)"),
+         updates.sgd, "m = μ·m − lr·g; w += m (nesterov: w += μ·m − lr·g)"),
     Kind("rmsprop", "RMSprop", 0.001,
          Params.declare({"rho": (0.9, _beta), "momentum": (0.0, unit_interval), "epsilon": (1e-7, _eps),
                          "centered": (False, boolean)}),
-         _rmsprop, "v = ρv + (1−ρ)g²; w −= lr·g/√(v + ε)"),
+         updates.rmsprop, "v = ρv + (1−ρ)g²; w −= lr·g/√(v + ε)"),
     Kind("adagrad", "Adagrad", 0.001,
          Params.declare({"initial_accumulator_value": (0.1, non_negative), "epsilon": (1e-7, _eps)}),
-         _adagrad, "A += g²; w −= lr·g/√(A + ε)"),
+         updates.adagrad, "A += g²; w −= lr·g/√(A + ε)"),
     Kind("adam", "Adam", 0.001, Params.declare({**_ADAM, "amsgrad": (False, boolean)}),
-         _adam, "w −= lr·√(1−β2ᵗ)/(1−β1ᵗ) · m/(√v + ε)"),
+         updates.adam, "w −= lr·√(1−β2ᵗ)/(1−β1ᵗ) · m/(√v + ε)"),
     Kind("adamw", "AdamW", 0.001, Params.declare({**_ADAM, "amsgrad": (False, boolean)}),
-         _adam, "w −= w·wd·lr, then adam", weight_decay=0.004),
-    Kind("adamax", "Adamax", 0.001, Params.declare(_ADAM), _adamax,
+         updates.adam, "w −= w·wd·lr, then adam", weight_decay=0.004),
+    Kind("adamax", "Adamax", 0.001, Params.declare(_ADAM), updates.adamax,
          "u = max(β2·u, |g|); w −= lr·m/((1−β1ᵗ)(u + ε))"),
-    Kind("nadam", "Nadam", 0.001, Params.declare(_ADAM), _nadam, "adam with Nesterov momentum (μₜ schedule)"),
+    Kind("nadam", "Nadam", 0.001, Params.declare(_ADAM), updates.nadam, "adam with Nesterov momentum (μₜ schedule)"),
     Kind("lion", "Lion", 0.001, Params.declare({"beta_1": (0.9, _beta), "beta_2": (0.99, _beta)}),
-         _lion, "w −= lr·sign(β1·m + (1−β1)·g); m = β2·m + (1−β2)·g"),
+         updates.lion, "w −= lr·sign(β1·m + (1−β1)·g); m = β2·m + (1−β2)·g"),
 ]}
 _BY_LOWER = {k.lower(): k for k in KINDS}
 
@@ -371,7 +271,7 @@ def clip(opt: Optimizer, grads: Mapping[str, FloatArray]) -> dict[str, FloatArra
 
 def initial_state(opt: Optimizer, parameters: Mapping[str, FloatArray]) -> OptimizerState:
     kind = KINDS[opt.name]
-    return OptimizerState(0, {k: {s: np.full_like(w, _k(w.dtype.type, v)) for s, v in kind.slots(opt.params).items()}
+    return OptimizerState(0, {k: {s: np.full_like(w, updates.keras_cast(w.dtype.type, v)) for s, v in kind.slots(opt.params).items()}
                               for k, w in parameters.items()})
 
 
@@ -434,9 +334,9 @@ def step(
         lr = c(lr32)
         w = np.array(w0, copy=True)
         if opt.weight_decay is not None and opt.decays(k):
-            w = w - (w * _k(c, opt.weight_decay)) * lr
+            w = w - (w * updates.keras_cast(c, opt.weight_decay)) * lr
         if opt.name == "nadam":
-            params["_u_product"] = nadam_u_product(t + 1, opt.params["beta_1"], c)
+            params["_u_product"] = updates.nadam_u_product(t + 1, opt.params["beta_1"], c)
         s = {name: np.array(v, copy=True) for name, v in current.slots[k].items()}
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             kind.update(grads[k], w, s, lr, t, params, c)

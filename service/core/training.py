@@ -27,10 +27,10 @@ with other optimizers it is a heuristic.
     >>> x = np.array([[1.0], [2.0]]); t = np.array([[2.0], [4.0]])
     >>> cfg = TrainConfig(x, t, [LayerSpec(kernel=np.array([[0.0]]), bias=np.array([0.0]))],
     ...                   optimizer=optimizers.get({"name": "sgd", "learning_rate": 0.1}),
-    ...                   epochs=50, batch_size=2)
+    ...                   epochs=1000, batch_size=2)
     >>> r = train(cfg)
     >>> round(float(r.weights["dense/kernel"][0, 0]), 2), r.steps
-    (2.0, 50)
+    (2.0, 1000)
 """
 
 from __future__ import annotations
