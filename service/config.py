@@ -22,6 +22,7 @@ environment variable           default    meaning
                                           ``service.core.training.price``); more is a 413
 ``PENALTY_MAX_TRAIN_STEPS``    100000     optimizer steps of one ``/v1/train`` run
 ``PENALTY_MAX_TRAIN_SECONDS``  60         wall time of one ``/v1/train`` run; past it, a 413
+``PENALTY_MAX_TRAIN_HISTORY``  4000000    numbers in one ``/v1/train`` history; more is a 413
 =============================  =========  ==============================================
 """
 
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     max_train_work: int = Field(20_000_000_000, ge=1)
     max_train_steps: int = Field(100_000, ge=1)
     max_train_seconds: float = Field(60.0, gt=0)
+    max_train_history: int = Field(4_000_000, ge=1)
 
 
 def get_settings() -> Settings:

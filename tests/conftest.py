@@ -26,6 +26,7 @@ TEST_LIMITS: dict[str, Any] = {
     "max_train_work": 20_000_000_000,
     "max_train_steps": 100_000,
     "max_train_seconds": 60.0,
+    "max_train_history": 4_000_000,
     "log_level": "warning",
 }
 

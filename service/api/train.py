@@ -69,6 +69,10 @@ def _admit(cfg: training.TrainConfig, settings: Settings) -> float:
     if work > settings.max_train_work:
         raise TooExpensive(f"the run costs {work:.3g} work units (steps × cost of one step); the limit "
                            f"is {settings.max_train_work:.3g}: train fewer epochs or a smaller network")
+    numbers = training.history_size(cfg)
+    if numbers > settings.max_train_history:
+        raise TooExpensive(f"the history would hold {numbers} numbers; the limit is "
+                           f"{settings.max_train_history}: record fewer steps (record.every)")
     return time.monotonic() + settings.max_train_seconds
 
 

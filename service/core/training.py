@@ -129,6 +129,24 @@ def price(cfg: TrainConfig) -> int:
     return steps * (3 * rows * macs * terms + 20 * params + STEP_OVERHEAD)
 
 
+def history_size(cfg: TrainConfig) -> int:
+    """How many numbers ``history`` will hold: per recorded step, the step, epoch and rate,
+    every loss term, every (parameter, term) gradient norm and every weight statistic."""
+    steps = cfg.epochs * steps_per_epoch(cfg.inputs.shape[0], cfg.batch_size)
+    recorded = -(-steps // cfg.record_every) + ((steps - 1) % cfg.record_every != 0)  # + the last
+    activity = [s.activity_regularizer is not None for s in cfg.layers]
+    terms = 2 + sum(activity)
+    norms = 0
+    for i, s in enumerate(cfg.layers):
+        terms += (s.kernel_regularizer is not None) + (s.bias_regularizer is not None)
+        reaching = 2 + sum(activity[i:])  # data_loss, total, the activity terms of layers >= i
+        norms += reaching + (s.kernel_regularizer is not None)
+        if s.bias is not None:
+            norms += reaching + (s.bias_regularizer is not None)
+    params = sum(1 + (s.bias is not None) for s in cfg.layers)
+    return recorded * (3 + terms + norms + params * (3 + len(cfg.sparsity_tolerances)))
+
+
 def _l1_factor(spec: Any) -> float:
     if spec is None:
         return 0.0

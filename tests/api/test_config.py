@@ -28,6 +28,7 @@ def test_defaults() -> None:
         "max_body_bytes": 67108864, "max_tensor_elements": 16777216, "max_request_elements": 33554432,
         "max_layers": 64, "max_nesting_depth": 32,
         "max_train_work": 20_000_000_000, "max_train_steps": 100_000, "max_train_seconds": 60.0,
+        "max_train_history": 4_000_000,
     }
 
 

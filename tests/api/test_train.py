@@ -202,3 +202,11 @@ def test_l1_pull_does_not_weaken_as_the_data_gradient_vanishes(client: TestClien
     norms = client.post("/v1/train", json=req).json()["history"]["gradient_norms"]["dense/kernel"]
     assert norms["data_loss"][-1] < 0.1 * norms["data_loss"][0]
     assert norms["dense/kernel_regularizer"] == pytest.approx([float(np.float32(0.01)) * np.sqrt(2)] * 40, rel=1e-6)
+
+
+def test_history_budget_refuses_a_long_recording(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(max_train_history=1000)
+    req = {**FITS[0]["request"], "epochs": 50}
+    r = client.post("/v1/train", json=req)
+    assert r.status_code == 413 and "record.every" in r.json()["error"]["message"]
+    assert client.post("/v1/train", json={**req, "record": {"every": 100}}).status_code == 200

@@ -14,7 +14,7 @@ import pytest
 
 from service.core import optimizers
 from service.core.network import LayerSpec
-from service.core.training import TooExpensive, TrainConfig, price, run, train
+from service.core.training import TooExpensive, TrainConfig, history_size, price, run, train
 from tests.reference.training_vectors import cases
 from tests.reference.vectors import arrays
 
@@ -180,3 +180,14 @@ def test_the_loop_applies_the_gradient_of_total_central_differences() -> None:
 
         assert_gradient(total, applied, w0, rtol=1e-6, atol=1e-9)
         assert r.history["gradient_norms"][param]["total"][0] == pytest.approx(np.linalg.norm(applied), rel=1e-9)
+
+
+def test_history_size_counts_every_recorded_number() -> None:
+    cfg = small(record_every=2, sparsity_tolerances=(0.0, 0.001, 0.1))
+    h = train(cfg).history
+    counted = (len(h["step"]) * 3 + sum(map(len, h["losses"].values()))
+               + sum(len(v) for terms in h["gradient_norms"].values() for v in terms.values())
+               + sum(len(s["l1"]) + len(s["l2"]) + len(s["max_abs"]) + sum(map(len, s["sparsity"].values()))
+                     for s in h["weights"].values()))
+    assert history_size(cfg) == counted
+    assert history_size(small(record_every=3)) == 2 * history_size(small(record_every=9))  # 1, 4, 7, 9 vs 1, 9
