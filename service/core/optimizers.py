@@ -36,6 +36,7 @@ parameter's dtype.  Slot names are Keras's (``momentum``, ``velocity``, ...).
 from __future__ import annotations
 
 import re
+import re._parser as re_parser  # type: ignore[import-not-found]  # the stdlib parser of `re`
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,8 +123,11 @@ _BY_LOWER = {k.lower(): k for k in KINDS}
 #: Arguments every Keras optimizer takes, with the values the service supports.
 _COMMON = ("learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm",
            "exclude_from_weight_decay")
-_KERAS_ONLY = {"name": None, "use_ema": False, "ema_momentum": None, "ema_overwrite_frequency": None,
-               "loss_scale_factor": None, "gradient_accumulation_steps": None}
+#: Keras arguments read but not implemented: the one value accepted for each (``name``,
+#: Keras's instance name, and ``ema_momentum``, used only with EMA, are ignored).
+_UNSUPPORTED = {"use_ema": False, "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                "gradient_accumulation_steps": None}
+_IGNORED = ("name", "ema_momentum")
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,11 @@ class Optimizer:
 
     def decays(self, name: str) -> bool:
         """Whether weight decay applies to the parameter ``"<layer>/<weight>"``."""
+        if not self.exclude_from_weight_decay:
+            return True
+        if len(name) > MAX_NAME:
+            raise SpecError(f"parameter name {shown(name)} has {len(name)} characters; with "
+                            f"exclude_from_weight_decay the limit is {MAX_NAME}", field="parameters")
         return not any(re.search(p, name) for p in self.exclude_from_weight_decay)
 
     def get_config(self) -> dict[str, Any]:
@@ -163,31 +172,68 @@ def _optional(name: str, value: Any) -> float | None:
     return None if value is None else non_negative(name, value)
 
 
+#: Bounds that keep ``re.search`` of a client's pattern in a client's name fast: no nested
+#: repetition, alternation inside a repetition or backreference (no exponential
+#: backtracking), at most 3 repetitions in a
+#: pattern of at most 100 characters, matched against names of at most 200 characters
+#: (so at worst ~200³ steps).
+MAX_PATTERN, MAX_REPEATS, MAX_NAME = 100, 3, 200
+
+
+def _repeats(tree: Any, inside: bool, where: str) -> int:
+    count = 0
+    for op, arg in tree:
+        name = str(op)
+        if name in ("GROUPREF", "GROUPREF_EXISTS"):
+            raise SpecError(f"{where}: backreferences are not supported", field="exclude_from_weight_decay")
+        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            if inside:
+                raise SpecError(f"{where}: nested repetition is not supported", field="exclude_from_weight_decay")
+            count += 1 + _repeats(arg[2], True, where)
+        elif name == "SUBPATTERN":
+            count += _repeats(arg[3], inside, where)
+        elif name == "BRANCH":
+            if inside:
+                raise SpecError(f"{where}: alternation inside a repetition is not supported",
+                                field="exclude_from_weight_decay")
+            count += sum(_repeats(b, inside, where) for b in arg[1])
+        elif name in ("ASSERT", "ASSERT_NOT"):
+            count += _repeats(arg[1], inside, where)
+    return count
+
+
 def _patterns(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise SpecError(f"exclude_from_weight_decay must be a list of strings, got {shown(value)}",
                         field="exclude_from_weight_decay")
+    if len(value) > 64:
+        raise SpecError(f"exclude_from_weight_decay holds {len(value)} patterns; the limit is 64",
+                        field="exclude_from_weight_decay")
     for v in value:
+        where = f"exclude_from_weight_decay pattern {shown(v)}"
+        if len(v) > MAX_PATTERN:
+            raise SpecError(f"{where} has {len(v)} characters; the limit is {MAX_PATTERN}",
+                            field="exclude_from_weight_decay")
         try:
-            re.compile(v)
+            tree = re_parser.parse(v)
         except re.error as exc:
-            raise SpecError(f"exclude_from_weight_decay: {v!r} is not a regular expression ({exc})",
-                            field="exclude_from_weight_decay") from None
+            raise SpecError(f"{where} is not a regular expression ({exc})", field="exclude_from_weight_decay") from None
+        if _repeats(tree, False, where) > MAX_REPEATS:
+            raise SpecError(f"{where} has more than {MAX_REPEATS} repetitions", field="exclude_from_weight_decay")
     return tuple(value)
 
 
 def _build(name: str, given: Mapping[str, Any], where: str) -> Optimizer:
     kind = KINDS[name]
     given = dict(given)
-    for key, allowed in _KERAS_ONLY.items():
-        value = given.pop(key, None)
-        if key != "name" and allowed is not None and value not in (None, allowed):
-            raise SpecError(f"{key}={shown(value)} is not supported (only {allowed})", field=f"{where}{key}")
-        if key in ("ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps") \
-                and value is not None:
-            raise SpecError(f"{key}={shown(value)} is not supported (only null)", field=f"{where}{key}")
+    for key in _IGNORED:
+        given.pop(key, None)
+    for key, only in _UNSUPPORTED.items():
+        value = given.pop(key, only)
+        if value is not only and value != only:
+            raise SpecError(f"{key}={shown(value)} is not supported (only {shown(only)})", field=f"{where}{key}")
     common = {k: given.pop(k) for k in _COMMON if k in given}
     try:
         params = kind.params.validate(f"optimizer {name}", given)

@@ -163,3 +163,19 @@ def test_fp32_steps_are_bitwise_keras() -> None:
             differ += [(case["id"], k, n) for n, want in arrays(case["expected"]["parameters"][k]).items()
                        if not np.array_equal(params[n], want)]
     assert not differ, differ[:5]
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "(a|aa)*b", "(x)\\1", "a*b*c*d*", "x" * 101, "(a*)*"])
+def test_patterns_that_could_backtrack_for_ever_are_refused(pattern: str) -> None:
+    with pytest.raises(SpecError) as err:
+        optimizers.get({"name": "adamw", "exclude_from_weight_decay": [pattern]})
+    assert err.value.field == "exclude_from_weight_decay"
+
+
+def test_common_patterns_are_accepted_and_names_are_bounded() -> None:
+    opt = optimizers.get({"name": "adamw", "exclude_from_weight_decay": ["bias", "layer_norm|gamma", ".*norm.*",
+                                                                         "^dense_1/"]})
+    assert not opt.decays("dense/bias") and not opt.decays("dense_1/kernel") and opt.decays("dense/kernel")
+    with pytest.raises(SpecError, match="limit is 200"):
+        opt.decays("a" * 201)
+    assert optimizers.get("adamw").decays("a" * 10_000)  # no patterns: any name
