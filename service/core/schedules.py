@@ -30,6 +30,9 @@ Specs: Keras's serialized form (``keras.optimizers.schedules.serialize``:
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -77,17 +80,14 @@ def _exponential(t: int, p: Mapping[str, Any]) -> np.float32:
 
 
 def _piecewise(t: int, p: Mapping[str, Any]) -> np.float32:
-    # Keras casts the boundaries to the step's integer dtype (truncation toward zero).
-    bounds = [int(b) for b in p["boundaries"]]
-    values = p["values"]
-    if t <= bounds[0]:
-        return F32(values[0])
-    if t > bounds[-1]:
-        return F32(values[-1])
-    for low, high, value in zip(bounds[:-1], bounds[1:], values[1:-1], strict=True):
-        if low < t <= high:
-            return F32(value)
-    return F32(0.0)  # boundaries out of order: Keras's sum of masks is 0 here too
+    # Keras casts the boundaries to the step's integer dtype (truncation toward zero);
+    # values[i] holds for boundaries[i-1] < t <= boundaries[i] (increasing, checked in _build).
+    return F32(p["values"][bisect.bisect_left(_int_bounds(p["boundaries"]), t)])
+
+
+@functools.lru_cache(maxsize=64)
+def _int_bounds(boundaries: tuple[float, ...]) -> list[int]:
+    return [int(b) for b in boundaries]
 
 
 def _inverse_time(t: int, p: Mapping[str, Any]) -> np.float32:
@@ -232,6 +232,13 @@ def _build(name: str, given: Mapping[str, Any], field: str) -> Schedule:
             )
         if any(x < 0 for x in v):
             raise SpecError("piecewise_constant_decay values must be >= 0", field=f"{field}.values")
+        if len(b) > 10_000:
+            raise SpecError(f"piecewise_constant_decay has {len(b)} boundaries; the limit is 10000",
+                            field=f"{field}.boundaries")
+        ints = [int(x) for x in b]
+        if any(lo >= hi for lo, hi in itertools.pairwise(ints)):
+            raise SpecError(f"piecewise_constant_decay boundaries must increase (as integers), got {shown(b)}",
+                            field=f"{field}.boundaries")
     return Schedule(name, params)
 
 

@@ -179,3 +179,12 @@ def test_common_patterns_are_accepted_and_names_are_bounded() -> None:
     with pytest.raises(SpecError, match="limit is 200"):
         opt.decays("a" * 201)
     assert optimizers.get("adamw").decays("a" * 10_000)  # no patterns: any name
+
+
+def test_piecewise_constant_decay_closed_form_and_checks() -> None:
+    s = schedules.get({"name": "piecewise_constant_decay", "boundaries": [2, 5], "values": [1.0, 0.5, 0.25]})
+    assert [float(s(t)) for t in range(8)] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25]
+    with pytest.raises(SpecError, match="must increase"):
+        schedules.get({"name": "piecewise_constant_decay", "boundaries": [5, 2], "values": [1.0, 0.5, 0.25]})
+    with pytest.raises(SpecError, match="one more value"):
+        schedules.get({"name": "piecewise_constant_decay", "boundaries": [5], "values": [1.0]})
