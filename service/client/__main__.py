@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+import httpx
+
 from service.client.training import TrainError, train
 
 BAR = 30
@@ -36,8 +38,10 @@ class Bar:
         self.out.flush()
 
     def close(self) -> None:
+        """End the bar's line (once)."""
         if self.live:
             self.out.write("\n")
+            self.live = False
 
 
 def plot(result: dict[str, Any], path: str) -> None:
@@ -80,14 +84,22 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("--plot needs matplotlib: pip install 'penalty-service[plot]'", file=sys.stderr)
             return 2
-    text = sys.stdin.read() if args.request == "-" else Path(args.request).read_text(encoding="utf-8")
-    request = json.loads(text)
+    try:
+        text = sys.stdin.read() if args.request == "-" else Path(args.request).read_text(encoding="utf-8")
+        request = json.loads(text)
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read the request {args.request}: {exc}", file=sys.stderr)
+        return 2
     bar = Bar(sys.stderr)
     try:
         result = train(args.url, request, on_progress=bar)
     except TrainError as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as exc:
+        bar.close()
+        print(f"error: {args.url}: {exc}", file=sys.stderr)
         return 1
     bar.close()
     body = json.dumps(result)

@@ -141,3 +141,13 @@ def test_progress_bar_draws_only_on_a_terminal() -> None:
         bar.close()
     assert tty.getvalue() == "\r[" + "#" * 15 + "." * 15 + "] 15/30 epoch 2 loss 0.5  \n"
     assert pipe.getvalue() == ""
+
+
+def test_cli_reports_unreadable_requests_and_unreachable_services(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["train", str(tmp_path / "missing.json")]) == 2
+    assert "cannot read the request" in capsys.readouterr().err
+    req = tmp_path / "request.json"
+    req.write_text(json.dumps(small_run()))
+    assert cli.main(["train", str(req), "--url", f"http://127.0.0.1:{_free_port()}"]) == 1
+    assert "error: http://127.0.0.1:" in capsys.readouterr().err
