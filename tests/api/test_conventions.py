@@ -126,3 +126,22 @@ def test_tf_nn_l2_loss_is_keras_l2_half(client: TestClient) -> None:
     r = client.post("/v1/penalty", json={"tensor": fp64(w), "regularizer": {"type": "l2", "l2": lam / 2}}).json()
     assert r["penalty"] == pytest.approx(lam * float(np.sum(w**2)) / 2, rel=1e-14)
     np.testing.assert_allclose(tensor(r["gradient"]), lam * w, rtol=1e-14)
+
+
+def test_adamw_decay_compounds_with_the_number_of_steps(client: TestClient) -> None:
+    """Seed 002: "a good weight decay for Adam depends on the number of batch passes". With no
+    data gradient AdamW's step is only its decay, w ← w·(1 − lr·wd), so a run of T steps
+    shrinks by (1 − lr·wd)^T: twice the steps (half the batch size, or twice the epochs)
+    square the factor."""
+    w = {"w": fp64(np.array([1.0, -2.0]))}
+    zero = {"w": fp64(np.zeros(2))}
+    state: Any = None
+    shrink = []
+    for _ in range(40):
+        r = client.post("/v1/optimizer/step", json={"optimizer": {"name": "adamw", "learning_rate": LR,
+                                                                  "weight_decay": WD},
+                                                    "parameters": w, "gradients": zero, "state": state}).json()
+        w, state = r["parameters"], r["state"]
+        shrink.append(tensor(w["w"])[0])
+    assert shrink[19] == pytest.approx((1 - LR * WD) ** 20, rel=1e-12)
+    assert shrink[39] == pytest.approx(shrink[19] ** 2, rel=1e-12)
