@@ -22,7 +22,9 @@ from service.api.responses import POST_ERRORS
 from service.api.routing import WireRoute
 from service.config import Settings
 from service.core import training
+from service.core.dense_models import dense_stack
 from service.core.errors import CoreError
+from service.core.network import LayerSpec
 from service.errors import ApiError, core_loc, envelope
 from service.schemas.training import TrainProgress, TrainRequest, TrainResponse
 
@@ -38,19 +40,26 @@ class TooExpensive(ApiError):
     code = "too_expensive"
 
 
-class NotSupported(ApiError):
+class TrainFields(ApiError):
     status_code = 422
-    code = "not_supported"
+    code = "validation_error"
+
+
+def _layers(request: TrainRequest) -> list[LayerSpec]:
+    if (request.model is None) == (request.layers is None):
+        raise TrainFields("send exactly one of `layers` (a Dense stack, as /v1/network takes it) and "
+                          "`model` + `weights` (a Keras model made of Dense layers)")
+    if request.layers is not None:
+        return [layer.spec() for layer in request.layers]
+    assert request.model is not None
+    if request.weights is None:
+        raise TrainFields("`model` needs `weights` ('<layer>/<weight>' → tensor)")
+    return dense_stack(request.model.root, request.weights.root)
 
 
 def _config(request: TrainRequest) -> training.TrainConfig:
-    if request.model is not None or request.weights is not None:
-        raise NotSupported("`model` + `weights` is not yet supported by /v1/train; send the Dense stack "
-                           "as `layers` (as /v1/network takes it)")
-    if not request.layers:
-        raise NotSupported("send `layers` (a Dense stack, as /v1/network takes it)")
     return training.TrainConfig(
-        request.inputs, request.targets, [layer.spec() for layer in request.layers], request.loss,
+        request.inputs, request.targets, _layers(request), request.loss,
         request.optimizer, request.epochs, request.batch_size, request.shuffle, request.seed,
         request.activity_normalization.value, request.l1_proximal, request.record.every,
         tuple(request.record.sparsity_tolerances), request.state.core() if request.state else None,

@@ -81,11 +81,14 @@ class OptimizerStateOut(BaseModel):
 
 
 class KerasModelConfig(RootModel[dict[str, Any]]):
-    """``json.loads(model.to_json())`` (not yet supported by ``/v1/train``)."""
+    """``json.loads(model.to_json())`` or ``model.get_config()`` of a Sequential or Functional
+    model that is a chain of Dense layers (other layers: 422 ``not_supported`` for now)."""
 
 
-class ModelWeights(RootModel[dict[str, Any]]):
-    """``"<layer>/<weight>"`` → tensor (not yet supported by ``/v1/train``)."""
+class ModelWeights(RootModel[dict[str, Tensor]]):
+    """``"<layer>/<weight>"`` → tensor, as Keras 3 names them (``dense/kernel``, ``dense/bias``)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
 
 class TermNorms(RootModel[dict[str, list[Number]]]):
@@ -165,8 +168,9 @@ class TrainRequest(RequestModel):
          "loss": "mse", "optimizer": {"name": "sgd", "learning_rate": 0.1}, "epochs": 5, "batch_size": 2},
     ]})
 
-    model: KerasModelConfig | None = Field(None, description="Not yet supported: send `layers`.")
-    weights: ModelWeights | None = Field(None, description="Not yet supported (goes with `model`).")
+    model: KerasModelConfig | None = Field(None, description="A Keras model made of Dense layers (with "
+                                                             "`weights`); or send `layers`.")
+    weights: ModelWeights | None = Field(None, description="The model's weights, '<layer>/<weight>'.")
     layers: list[DenseLayer] | None = None
     inputs: Tensor
     targets: Tensor
@@ -194,12 +198,15 @@ class TrainRequest(RequestModel):
 
     @model_validator(mode="after")
     def _outputs_fit(self) -> TrainRequest:
-        if self.layers and self.inputs.ndim >= 1:
+        if self.inputs.ndim >= 1:
             rows = min(self.batch_size, self.inputs.shape[0]) * math.prod(self.inputs.shape[1:-1])
-            for i, layer in enumerate(self.layers):
-                if layer.kernel.ndim == 2:
-                    current_budget().reserve(rows * layer.kernel.shape[1],
-                                             f"the output of layer {i} on one batch ({rows}×{layer.kernel.shape[1]})")
+            kernels = [layer.kernel for layer in self.layers or []]
+            if self.weights is not None:
+                kernels += [w for k, w in self.weights.root.items() if k.endswith("/kernel")]
+            for i, kernel in enumerate(kernels):
+                if kernel.ndim == 2:
+                    current_budget().reserve(rows * kernel.shape[1],
+                                             f"the output of layer {i} on one batch ({rows}×{kernel.shape[1]})")
         return self
 
 

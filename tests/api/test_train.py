@@ -126,8 +126,8 @@ def test_wall_time_limit_is_a_413(make_client: Callable[..., TestClient]) -> Non
 @pytest.mark.parametrize(
     ("change", "status", "code"),
     [
-        ({"model": {"class_name": "Sequential"}}, 422, "not_supported"),
-        ({"layers": None}, 422, "not_supported"),
+        ({"model": {"class_name": "Sequential"}}, 422, "validation_error"),  # both model and layers
+        ({"layers": None}, 422, "validation_error"),  # neither
         ({"epochs": 0}, 422, "validation_error"),
         ({"batch_size": 1.5}, 422, "validation_error"),
         ({"optimizer": "adamm"}, 422, "invalid_spec"),
@@ -210,3 +210,40 @@ def test_history_budget_refuses_a_long_recording(make_client: Callable[..., Test
     r = client.post("/v1/train", json=req)
     assert r.status_code == 413 and "record.every" in r.json()["error"]["message"]
     assert client.post("/v1/train", json={**req, "record": {"every": 100}}).status_code == 200
+
+
+def model_request(case: dict) -> dict:
+    """The case's run with the Keras model (``model.to_json()``) and its weights instead of layers."""
+    req = dict(case["request"])
+    weights = {f"{layer['name']}/{w}": layer[w] for layer in req.pop("layers") for w in ("kernel", "bias")}
+    return {**req, "model": case["keras_model"], "weights": weights}
+
+
+@pytest.mark.parametrize("case", [FITS[1], FITS[5], FITS[-1]], ids=[FITS[1]["id"], FITS[5]["id"], FITS[-1]["id"]])
+def test_train_a_keras_model_config_matches_keras_fit(client: TestClient, case: dict) -> None:
+    r = client.post("/v1/train", json=model_request(case))
+    assert r.status_code == 200, r.text
+    fp64 = case["request"]["inputs"]["datatype"] == "FP64"
+    for name, want in case["expected"]["weights"].items():
+        np.testing.assert_allclose(tensor(r.json()["weights"][name]), tensor(want),
+                                   rtol=1e-10 if fp64 else 1e-5, atol=1e-13 if fp64 else 1e-6)
+    assert r.json() == client.post("/v1/train", json=case["request"]).json()
+
+
+def test_keras_models_other_than_dense_chains_are_named(client: TestClient) -> None:
+    req = model_request(FITS[0])
+    conv = json.loads(json.dumps(req))
+    conv["model"]["config"]["layers"][1]["class_name"] = "Conv2D"
+    r = client.post("/v1/train", json=conv)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "not_supported"
+    assert "Conv2D" in r.json()["error"]["message"]
+    missing = {**req, "weights": {k: v for k, v in req["weights"].items() if k != "dense_1/bias"}}
+    r = client.post("/v1/train", json=missing)
+    assert r.status_code == 422 and "dense_1/bias" in r.json()["error"]["message"]
+    extra = {**req, "weights": {**req["weights"], "dense_9/kernel": [[1.0]]}}
+    assert "dense_9/kernel" in client.post("/v1/train", json=extra).json()["error"]["message"]
+    branch = json.loads(json.dumps(req))
+    branch["model"]["config"]["layers"][2]["inbound_nodes"][0]["args"][0]["config"]["keras_history"][0] = "input_layer"
+    r = client.post("/v1/train", json=branch)
+    assert r.status_code == 422 and "not fed by layer 'dense'" in r.json()["error"]["message"]
+    assert client.post("/v1/train", json={**req, "weights": None}).status_code == 422

@@ -16,7 +16,8 @@ step, "iterations"}}``.  Parameters are named ``dense/kernel`` and ``dense/bias`
 Keras variables are named ``kernel`` and ``bias``, so the exclusion patterns used
 (``"bias"``) select the same variables in both.
 
-``fit_runs.json`` cases (FP32, and FP64 with floatx float64 in a fresh interpreter): ``{"id", "request": <POST /v1/train body>, "expected":
+``fit_runs.json`` cases (FP32, and FP64 with floatx float64 in a fresh interpreter): ``{"id", "request": <POST /v1/train body>,
+"keras_model": json.loads(model.to_json()), "expected":
 {"weights": {name: tensor}, "history_loss": [per epoch], "batch_logs": [[logs["loss"]
 per batch] per epoch], "batch_sizes": [...]}}``: ``batch_logs`` are Keras's running means.
 """
@@ -267,6 +268,7 @@ def fit_case(case_id, layer_defs, loss, batch, epochs, opt, dtype="float32") -> 
         req_layers.append(spec)
         fan_in = units
     model = keras.Model(inputs, h)
+    keras_model = json.loads(model.to_json())
     model.compile(optimizer=keras_optimizer(*opt), loss=keras_loss(loss))
 
     batch_logs: list[list[float]] = []
@@ -286,7 +288,7 @@ def fit_case(case_id, layer_defs, loss, batch, epochs, opt, dtype="float32") -> 
     optimizer = {"name": opt[0], **opt[1]}
     request = {"layers": req_layers, "inputs": wire(x), "targets": wire(t), "loss": loss,
                "optimizer": optimizer, "epochs": epochs, "batch_size": batch, "shuffle": False}
-    return {"id": case_id, "request": request,
+    return {"id": case_id, "request": request, "keras_model": keras_model,
             "expected": {"weights": weights, "history_loss": [float(v) for v in hist.history["loss"]],
                          "batch_logs": batch_logs}}
 
