@@ -253,19 +253,20 @@ def run(cfg: TrainConfig, *, deadline: float | None = None) -> Generator[Progres
                                    "train fewer steps or on smaller batches")
             rows = slice(b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size))
             idx = order[rows] if order is not None else rows
+            xb, tb = x[idx], t[idx]
             current = [replace(s, kernel=weights[f"{nm}/kernel"],
                                bias=None if s.bias is None else weights[f"{nm}/bias"])
                        for nm, s in zip(names, layers, strict=True)]
             step += 1
             try:
-                result = network(x[idx], t[idx], current, loss, cfg.activity_normalization)
+                result = network(xb, tb, current, loss, cfg.activity_normalization)
             except NonFiniteError as exc:
                 raise _diverged(exc, step, epoch) from None
             assert result.gradients is not None
             state_iter = 0 if state is None else state.iterations
             lr = opt.lr_at(state_iter)
             losses = {k: float(v) for k, v in result.losses.items()}
-            size = x[idx].shape[0]
+            size = xb.shape[0]
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v * size
             if (step - 1) % cfg.record_every == 0 or step == steps:
