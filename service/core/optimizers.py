@@ -125,9 +125,10 @@ _COMMON = ("learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_cli
            "exclude_from_weight_decay")
 #: Keras arguments read but not implemented: the one value accepted for each (``name``,
 #: Keras's instance name, and ``ema_momentum``, used only with EMA, are ignored).
+#: tf.keras 2.x configs add ``jit_compile``, ``is_legacy_optimizer`` and (legacy) ``decay``.
 _UNSUPPORTED = {"use_ema": False, "ema_overwrite_frequency": None, "loss_scale_factor": None,
-                "gradient_accumulation_steps": None}
-_IGNORED = ("name", "ema_momentum")
+                "gradient_accumulation_steps": None, "is_legacy_optimizer": False, "decay": 0.0}
+_IGNORED = ("name", "ema_momentum", "jit_compile")
 
 
 @dataclass(frozen=True)

@@ -188,3 +188,15 @@ def test_piecewise_constant_decay_closed_form_and_checks() -> None:
         schedules.get({"name": "piecewise_constant_decay", "boundaries": [5, 2], "values": [1.0, 0.5, 0.25]})
     with pytest.raises(SpecError, match="one more value"):
         schedules.get({"name": "piecewise_constant_decay", "boundaries": [5], "values": [1.0]})
+
+
+def test_tf_keras_2_serialized_optimizer() -> None:
+    """tf.keras 2.x (≥ 2.11) writes jit_compile and is_legacy_optimizer; legacy configs add decay."""
+    config = {"name": "Adam", "weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None,
+              "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None, "jit_compile": True,
+              "is_legacy_optimizer": False, "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999,
+              "epsilon": 1e-07, "amsgrad": False}
+    assert optimizers.get({"class_name": "Adam", "config": config}) == optimizers.get("adam")
+    assert optimizers.get({"class_name": "SGD", "config": {"learning_rate": 0.01, "decay": 0.0}}) == optimizers.get("sgd")
+    with pytest.raises(SpecError, match=r"decay=0\.5 is not supported"):
+        optimizers.get({"class_name": "SGD", "config": {"learning_rate": 0.01, "decay": 0.5}})
