@@ -126,8 +126,9 @@ _COMMON = ("learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_cli
 #: Keras arguments read but not implemented: the one value accepted for each (``name``,
 #: Keras's instance name, and ``ema_momentum``, used only with EMA, are ignored).
 #: tf.keras 2.x configs add ``jit_compile``, ``is_legacy_optimizer`` and (legacy) ``decay``.
-_UNSUPPORTED = {"use_ema": False, "ema_overwrite_frequency": None, "loss_scale_factor": None,
-                "gradient_accumulation_steps": None, "is_legacy_optimizer": False, "decay": 0.0}
+_UNSUPPORTED: dict[str, tuple[Any, ...]] = {
+    "use_ema": (False,), "ema_overwrite_frequency": (None,), "loss_scale_factor": (None,),
+    "gradient_accumulation_steps": (None,), "is_legacy_optimizer": (False,), "decay": (None, 0.0)}
 _IGNORED = ("name", "ema_momentum", "jit_compile")
 
 
@@ -231,10 +232,12 @@ def _build(name: str, given: Mapping[str, Any], where: str) -> Optimizer:
     given = dict(given)
     for key in _IGNORED:
         given.pop(key, None)
-    for key, only in _UNSUPPORTED.items():
-        value = given.pop(key, only)
-        if value is not only and value != only:
-            raise SpecError(f"{key}={shown(value)} is not supported (only {shown(only)})", field=f"{where}{key}")
+    for key, accepted in _UNSUPPORTED.items():
+        value = given.pop(key, accepted[0])
+        if not any(value is a or (value == a and isinstance(value, bool) == isinstance(a, bool)
+                                  and a is not None) for a in accepted):
+            raise SpecError(f"{key}={shown(value)} is not supported (only {' or '.join(map(shown, accepted))})",
+                            field=f"{where}{key}")
     common = {k: given.pop(k) for k in _COMMON if k in given}
     try:
         params = kind.params.validate(f"optimizer {name}", given)

@@ -197,6 +197,8 @@ def test_tf_keras_2_serialized_optimizer() -> None:
               "is_legacy_optimizer": False, "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999,
               "epsilon": 1e-07, "amsgrad": False}
     assert optimizers.get({"class_name": "Adam", "config": config}) == optimizers.get("adam")
-    assert optimizers.get({"class_name": "SGD", "config": {"learning_rate": 0.01, "decay": 0.0}}) == optimizers.get("sgd")
+    for decay in (0.0, 0, None):
+        assert optimizers.get({"class_name": "SGD", "config": {"learning_rate": 0.01, "decay": decay}}) == \
+            optimizers.get("sgd")
     with pytest.raises(SpecError, match=r"decay=0\.5 is not supported"):
         optimizers.get({"class_name": "SGD", "config": {"learning_rate": 0.01, "decay": 0.5}})
