@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from service.core.errors import SpecError
 from service.core.numeric import FloatArray
 
 Slots = dict[str, FloatArray]
@@ -88,17 +89,35 @@ def adamax(g: FloatArray, w: FloatArray, s: Slots, lr: Any, t: int, p: Mapping[s
     w -= (lr * s["momentum"]) / ((c(1) - b1_power) * (s["norm"] + c(p["epsilon"])))
 
 
-_U_PRODUCTS: dict[tuple[float, Any], list[Any]] = {}
+#: Iterations up to which Nadam's ``u_product`` is recomputed (about 0.1 s of NumPy).
+MAX_NADAM_ITERATIONS = 10_000_000
+_CHUNK = 1 << 16
+#: The latest (iterations, u_product) per (beta_1, dtype): a run's next step costs O(1).
+_LATEST: dict[tuple[float, Any], tuple[int, Any]] = {}
 
 
 def nadam_u_product(iterations: int, beta_1: float, c: Any) -> Any:
-    """Keras's optimizer-wide ``u_product`` after ``iterations`` steps: ``Π β1(1 − ½·0.96ᵗ)``,
-    multiplied in the parameters' dtype in Keras's order (the products are cached)."""
-    seq = _U_PRODUCTS.setdefault((beta_1, c), [c(1)])
-    while len(seq) <= iterations:
-        t = len(seq)
-        seq.append(seq[-1] * c(beta_1) * (c(1) - c(0.5) * power(c(0.96), c(t))))
-    return seq[iterations]
+    """Keras's optimizer-wide ``u_product`` after ``iterations`` steps,
+    ``Π_t β1·(1 − ½·0.96ᵗ)``, multiplied left to right in the parameters' dtype with
+    Keras's two roundings per step (``u·β1``, then ``·(1 − ½·0.96ᵗ)``): one
+    ``multiply.accumulate`` over the interleaved factors, in chunks."""
+    if iterations > MAX_NADAM_ITERATIONS:
+        raise SpecError(f"a nadam state with {iterations} iterations is beyond the {MAX_NADAM_ITERATIONS} "
+                        "the service recomputes Keras's u_product for", field="state.iterations")
+    key = (beta_1, c)
+    start, u = _LATEST.get(key, (0, c(1)))
+    if start > iterations:
+        start, u = 0, c(1)
+    dtype = np.dtype(c)
+    while start < iterations:
+        t = np.arange(start + 1, min(iterations, start + _CHUNK) + 1, dtype=np.float64)
+        decay = np.power(np.float64(c(0.96)), t).astype(dtype)  # correctly rounded, as power()
+        factors = np.empty(2 * t.size + 1, dtype)
+        factors[0], factors[1::2], factors[2::2] = u, c(beta_1), c(1) - c(0.5) * decay
+        u = np.multiply.accumulate(factors)[-1]
+        start += t.size
+    _LATEST[key] = (iterations, u)
+    return c(u)
 
 
 def _mu(beta_1: Any, t: int, c: Any) -> Any:

@@ -55,7 +55,7 @@ class OptimizerStateIn(BaseModel):
     """A state as a previous response returned it (extra keys are ignored)."""
 
     model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True, frozen=True)
-    iterations: StrictInt = Field(ge=0)
+    iterations: StrictInt = Field(ge=0, lt=2**63, description="Steps taken (Keras keeps an int64).")
     slots: dict[str, SlotTensors] = Field(default_factory=dict)
 
     def core(self) -> OptimizerState:

@@ -247,3 +247,12 @@ def test_keras_models_other_than_dense_chains_are_named(client: TestClient) -> N
     r = client.post("/v1/train", json=branch)
     assert r.status_code == 422 and "not fed by layer 'dense'" in r.json()["error"]["message"]
     assert client.post("/v1/train", json={**req, "weights": None}).status_code == 422
+
+
+def test_huge_iteration_counts_are_refused_not_computed(client: TestClient) -> None:
+    body = {"optimizer": "nadam", "parameters": {"w": [1.0]}, "gradients": {"w": [0.5]},
+            "state": {"iterations": 10**15, "slots": {"w": {"momentum": [0.0], "velocity": [0.0]}}}}
+    r = client.post("/v1/optimizer/step", json=body)
+    assert r.status_code == 422 and "beyond" in r.json()["error"]["message"]
+    adam = client.post("/v1/optimizer/step", json={**body, "optimizer": "adam"})
+    assert adam.status_code == 200 and adam.json()["state"]["iterations"] == 10**15 + 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.core import optimizers, schedules
+from service.core import optimizers, schedules, updates
 from service.core.errors import ShapeError, SpecError
 from service.core.optimizers import OptimizerState, step
 from tests.reference.training_vectors import cases, load
@@ -202,3 +202,17 @@ def test_tf_keras_2_serialized_optimizer() -> None:
             optimizers.get("sgd")
     with pytest.raises(SpecError, match=r"decay=0\.5 is not supported"):
         optimizers.get({"class_name": "SGD", "config": {"learning_rate": 0.01, "decay": 0.5}})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nadam_u_product_is_keras_sequential_product(dtype: type) -> None:
+    """u_T = (…((1·β1)·(1 − ½·0.96¹))·β1 …)·(1 − ½·0.96ᵀ), each product rounded in the dtype."""
+    c = dtype
+    u, seq = c(1), [c(1)]
+    for t in range(1, 300):
+        u = u * c(0.9) * (c(1) - c(0.5) * c(np.power(np.float64(c(0.96)), t)))
+        seq.append(u)
+    for t in (0, 1, 2, 299, 37, 150):  # out of order: the incremental cache must not matter
+        assert updates.nadam_u_product(t, 0.9, c) == seq[t]
+    with pytest.raises(SpecError, match="beyond"):
+        updates.nadam_u_product(updates.MAX_NADAM_ITERATIONS + 1, 0.9, c)
