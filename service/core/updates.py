@@ -116,6 +116,8 @@ def nadam_u_product(iterations: int, beta_1: float, c: Any) -> Any:
         factors[0], factors[1::2], factors[2::2] = u, c(beta_1), c(1) - c(0.5) * decay
         u = np.multiply.accumulate(factors)[-1]
         start += t.size
+    if len(_LATEST) >= 256:  # many distinct β1 values: forget them rather than grow
+        _LATEST.clear()
     _LATEST[key] = (iterations, u)
     return c(u)
 
