@@ -55,7 +55,8 @@ CONVENTIONS = [
                formula="the same two conventions as Keras 3 (l2 default 0.01; the identifier "
                        "'l1_l2' meant L1L2(0.01, 0.01))",
                default=0.01, keras_equivalent="the same numbers",
-               equivalent_when="always (same formulas)", differs_when="—"),
+               equivalent_when="always (same formulas, as tf.keras documents them; not run here)",
+               differs_when="—"),
     Convention(framework="PyTorch", api="torch.optim.SGD(weight_decay=wd)", kind="penalty",
                formula="g ← g + wd·w, then the SGD update (with momentum: buf = μ·buf + g; w −= η·buf)",
                default=0.0, keras_equivalent="L2(wd/2) on every parameter (biases included)",
