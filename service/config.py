@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     timeout_graceful_shutdown: int = Field(20, ge=1)
     limit_concurrency: int = Field(256, ge=1)
 
+    # --- training runs (/v1/train; 413 too_expensive over them)
+    max_train_work: int = Field(20_000_000_000, ge=1)
+    max_train_steps: int = Field(100_000, ge=1)
+    max_train_seconds: float = Field(60.0, gt=0)
+    max_train_history: int = Field(4_000_000, ge=1)
+
     # --- access
     api_keys: str = Field("", repr=False)
     metrics_require_key: bool = True

@@ -23,6 +23,10 @@ TEST_LIMITS: dict[str, Any] = {
     "max_request_elements": 1 << 25,
     "max_layers": 64,
     "max_nesting_depth": 32,
+    "max_train_work": 20_000_000_000,
+    "max_train_steps": 100_000,
+    "max_train_seconds": 60.0,
+    "max_train_history": 4_000_000,
     "log_level": "warning",
 }
 

@@ -2,10 +2,20 @@
 
 from fastapi import APIRouter
 
-from service.api import discovery, health, layers, model, penalties, playground
+from service.api import (
+    conventions,
+    discovery,
+    health,
+    layers,
+    model,
+    optimizer,
+    penalties,
+    playground,
+    train,
+)
 
 router = APIRouter()
-for module in (penalties, layers, model, discovery, health, playground):
+for module in (penalties, layers, model, optimizer, train, conventions, discovery, health, playground):
     router.include_router(module.router)
 
 __all__ = ["router"]

@@ -32,6 +32,8 @@ def test_defaults() -> None:
         "retry_after_seconds": 1, "offload_bytes": 1048576, "offload_processes": 2, "max_header_bytes": 65536, "timeout_keep_alive": 5, "body_read_timeout": 30.0,
         "timeout_graceful_shutdown": 20, "limit_concurrency": 256, "api_keys": "",
         "metrics_require_key": True, "pages_require_key": False, "cors_origins": "",
+        "max_train_work": 20_000_000_000, "max_train_steps": 100_000, "max_train_seconds": 60.0,
+        "max_train_history": 4_000_000,
     }
 
 

@@ -82,6 +82,8 @@ def test_generated_names_read_well(pc: ModuleType) -> None:
         "penalties.compute_penalty", "penalties.compute_penalties", "layers.dense_forward",
         "layers.network_forward", "discovery.list_regularizers", "discovery.list_activations",
         "discovery.list_losses", "operations.liveness", "operations.readiness", "models.model_forward",
+        "training.optimizer_step", "training.train", "discovery.list_conventions",
+        "discovery.list_optimizers",
     }
 
 
