@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from starlette.datastructures import Headers
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from service import __version__, errors
 from service.api import router
@@ -91,6 +93,7 @@ class BodyLimit:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service, configured by ``settings`` (the environment's when omitted)."""
     settings = settings or get_settings()
+    limit_blas_threads(settings)
     logging.getLogger("service").setLevel(settings.log_level.upper().replace("TRACE", "DEBUG"))
     app = FastAPI(
         title="penalty-service",
@@ -107,6 +110,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     _add_offline_docs(app)
     return app
+
+
+def blas_threads(settings: Settings) -> int:
+    """``settings.blas_threads``, or the cores this process may use divided among the
+    workers (at least 1): workers x threads never oversubscribes the cores."""
+    if settings.blas_threads is not None:
+        return settings.blas_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // settings.workers)
+
+
+def limit_blas_threads(settings: Settings) -> None:
+    """Set this process's BLAS thread pool size (threadpoolctl; OpenBLAS, MKL, BLIS)."""
+    threadpool_limits(limits=blas_threads(settings), user_api="blas")
 
 
 def _add_offline_docs(app: FastAPI) -> None:

@@ -18,6 +18,10 @@ environment variable           default    meaning
                                           layer outputs it would produce included
 ``PENALTY_MAX_LAYERS``         64         layers of one ``/v1/network`` request
 ``PENALTY_MAX_NESTING_DEPTH``  32         rank of a tensor (nesting of its JSON arrays)
+``PENALTY_MAX_HEADER_BYTES``   1048576    JSON header of a safetensors body
+``PENALTY_INLINE_BODY_BYTES``  16384      bodies up to this size are computed on the event
+                                          loop (no threadpool hop); larger ones in the pool
+``PENALTY_BLAS_THREADS``       (auto)     BLAS threads per worker; auto = cores ÷ workers
 =============================  =========  ==============================================
 """
 
@@ -48,6 +52,9 @@ class Settings(BaseSettings):
     max_request_elements: int = Field(1 << 25, ge=1)
     max_layers: int = Field(64, ge=1)
     max_nesting_depth: int = Field(32, ge=1, le=64)
+    max_header_bytes: int = Field(1 << 20, ge=64)
+    inline_body_bytes: int = Field(16 * 1024, ge=0)
+    blas_threads: int | None = Field(None, ge=1)
 
 
 def get_settings() -> Settings:

@@ -1,37 +1,74 @@
-"""The route class every API route uses: fast JSON in, NumPy-aware JSON out.
+"""The route class every API route uses: JSON or safetensors in, JSON or safetensors out.
 
 Routes stay plain FastAPI (``def route(request: PenaltyRequest) -> PenaltyResponse``,
 so the OpenAPI document shows the real request and response schemas); this class
-changes only how bytes become models and models become bytes:
+changes only how bytes become models and models become bytes, in two functions:
 
-* in — ``Content-Type`` must be JSON (else 415); the body is parsed by jiter
-  (pydantic-core's parser: as fast as orjson, about 1.5× faster than the stdlib's
-  ``json`` on a million numbers, see ``bench/wire.py``) and validated under the
-  request's :class:`~service.wire.Budget` of element limits;
-* out — the response model is dumped in Python mode, so tensors stay NumPy arrays,
-  and written by ``orjson`` directly (no list of a million Python floats in between),
-  in the threadpool that runs the route.
+* :func:`read_request` — bytes -> the validated request model.  ``Content-Type``
+  ``application/json`` (or ``*+json``) is parsed by jiter (pydantic-core's parser, see
+  ``bench/wire.py``); ``application/x-safetensors`` is read by
+  :func:`service.wire.safetensors.read` (zero-copy views, bounds-checked first), its
+  ``__metadata__["json"]`` parsed as JSON and each tensor put at the field its name
+  paths to (:func:`service.schemas.paths.place`).  Anything else is a 415.  Tensors
+  decode under the request's :class:`~service.wire.Budget` of element limits.
+* :func:`write_response` — the response model -> bytes: JSON written by ``orjson``
+  straight from the NumPy arrays, or, when ``Accept`` names
+  ``application/x-safetensors``, every array under its dot-joined path and the rest
+  of the model in ``__metadata__["json"]``.  Errors are always the JSON envelope.
+
+A new route gets both formats for free: it uses ``route_class=WireRoute`` and is a plain
+``def`` taking one request model (whose tensor fields are ``schemas.Tensor``) and
+returning a response model (whose tensors come from ``schemas.tensor_out``).  A route
+with any other signature (a ``Request``, form parts, a streaming response) still goes
+through FastAPI's own handler, with the parsed body (JSON, or safetensors placed as
+above) handed to it.
+
+Where the work runs: a body under ``Settings.inline_body_bytes`` is read, computed and
+written on the event loop (a thread hop costs more than such a request's whole work,
+``bench/transport.py``); a larger one does all three in one threadpool call.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable, Coroutine
 from email.message import Message
 from typing import Any
 
+import orjson
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
+from starlette.concurrency import run_in_threadpool
 
+from service import wire
 from service.config import Settings
-from service.errors import InvalidJson, JSONResponse, UnsupportedMediaType
+from service.errors import (
+    ApiError,
+    InvalidJson,
+    JSONResponse,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from service.schemas import budget_for, decoding
+from service.schemas.paths import PlacementError, place
+from service.wire import safetensors
+
+SAFETENSORS = safetensors.MEDIA_TYPE
 
 
-def parse_json(body: bytes, max_rank: int) -> Any:
+class InvalidSafetensors(ApiError):
+    """A safetensors body that is malformed, or whose tensors fill no (or the same) field."""
+
+    status_code = 422
+    code = "invalid_safetensors"
+
+
+def parse_json(body: bytes | str, max_rank: int) -> Any:
     """The body as Python values; NaN and Infinity are refused.
 
     jiter stops at 200 levels of nesting, far below Python's recursion limit, so no
@@ -48,8 +85,93 @@ def parse_json(body: bytes, max_rank: int) -> Any:
         raise InvalidJson(message, details=[{"loc": ["body"], "msg": message, "type": InvalidJson.code}]) from None
 
 
+def body_format(request: Request) -> str:
+    """``"json"`` or ``"safetensors"`` from ``Content-Type``; 415 for anything else."""
+    header = request.headers.get("content-type")
+    declared = Message()
+    declared["content-type"] = header or ""
+    subtype = declared.get_content_subtype()
+    if header and declared.get_content_maintype() == "application":
+        if subtype == "json" or subtype.endswith("+json"):
+            return "json"
+        if subtype == "x-safetensors":
+            return "safetensors"
+    raise UnsupportedMediaType(
+        f"the body must be JSON with 'Content-Type: application/json', got "
+        f"{header or 'no Content-Type'}"
+    )
+
+
+def wants_safetensors(request: Request) -> bool:
+    """Does ``Accept`` name ``application/x-safetensors`` (with a non-zero quality)?"""
+    for part in request.headers.get("accept", "").split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if media.lower() == SAFETENSORS:
+            return not any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params)
+    return False
+
+
+def parse_body(body: bytes, kind: str, model: Any, settings: Settings) -> Any:
+    """The body as the JSON document the request model validates (tensors as arrays when
+    they came as safetensors)."""
+    if kind == "json":
+        return parse_json(body, settings.max_nesting_depth) if body else None
+    budget = budget_for(settings)  # a scratch budget: refuse oversize tensors before any view
+    try:
+        tensors, metadata = safetensors.read(body, max_header_bytes=settings.max_header_bytes, budget=budget)
+        document = parse_json(metadata.get("json", "{}"), settings.max_nesting_depth)
+        return place(model, document, tensors)
+    except safetensors.SafetensorsError as exc:
+        if exc.too_large:
+            raise PayloadTooLarge(exc.message) from None
+        raise InvalidSafetensors(exc.message, details=[{"loc": ["body"], "msg": exc.message,
+                                                        "type": InvalidSafetensors.code}]) from None
+    except PlacementError as exc:
+        raise InvalidSafetensors(exc.message, details=[{"loc": ["body", exc.name], "msg": exc.message,
+                                                        "type": InvalidSafetensors.code}]) from None
+
+
+def read_request(body: bytes, kind: str, model: type[BaseModel], settings: Settings) -> BaseModel:
+    """Request bytes (JSON or safetensors) -> the validated request model (422 envelope)."""
+    document = parse_body(body, kind, model, settings)
+    if document is None:  # an empty body, reported as FastAPI does
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
+    with decoding(budget_for(settings)):
+        try:
+            return model.model_validate(document, from_attributes=True)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False)
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in errors]
+            ) from None
+
+
+def write_response(result: Any, binary: bool) -> Response:
+    """A response model -> JSON bytes (orjson, arrays written directly), or a safetensors
+    body: every array under its dot-joined path, the rest in ``__metadata__["json"]``."""
+    if not isinstance(result, BaseModel):
+        return result
+    dumped = result.model_dump()
+    if not binary:
+        return JSONResponse(dumped)
+    tensors, rest = safetensors.flatten(dumped)
+    metadata = {"json": orjson.dumps(rest, option=orjson.OPT_SERIALIZE_NUMPY).decode()}
+    return Response(safetensors.write(tensors, metadata), media_type=SAFETENSORS)
+
+
+def _model_route(endpoint: Callable[..., Any]) -> tuple[str, type[BaseModel]] | None:
+    """``(name, model)`` for ``def endpoint(name: Model)``; None for any other signature."""
+    params = list(inspect.signature(endpoint).parameters.values())
+    if len(params) != 1 or inspect.iscoroutinefunction(endpoint):
+        return None
+    hint = typing.get_type_hints(endpoint).get(params[0].name)
+    if isinstance(hint, type) and issubclass(hint, BaseModel):
+        return params[0].name, hint
+    return None
+
+
 class ParsedRequest(Request):
-    """A request whose ``json()`` is the body :class:`WireRoute` parsed with :func:`parse_json`."""
+    """A request whose ``json()`` is the body :class:`WireRoute` parsed."""
 
     parsed: Any = None
 
@@ -57,39 +179,18 @@ class ParsedRequest(Request):
         return self.parsed
 
 
-def require_json(request: Request) -> None:
-    """415 unless the body is declared ``application/json`` (or ``application/*+json``)."""
-    header = request.headers.get("content-type")
-    declared = Message()
-    declared["content-type"] = header or ""
-    subtype = declared.get_content_subtype()
-    if not header or declared.get_content_maintype() != "application" or not (
-        subtype == "json" or subtype.endswith("+json")
-    ):
-        raise UnsupportedMediaType(
-            f"the body must be JSON with 'Content-Type: application/json', got "
-            f"{header or 'no Content-Type'}"
-        )
-
-
-def _rendered(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    """``endpoint`` returning a Response written by orjson (its signature is kept for FastAPI)."""
-    if inspect.iscoroutinefunction(endpoint):
-        raise TypeError(f"{endpoint.__name__}: WireRoute routes are plain `def` (NumPy work)")
-
-    @functools.wraps(endpoint)
-    def render(*args: Any, **kwargs: Any) -> Any:
-        result = endpoint(*args, **kwargs)
-        return JSONResponse(result.model_dump()) if isinstance(result, BaseModel) else result
-
-    return render
-
-
 class WireRoute(APIRoute):
-    """An APIRoute with jiter-parsed bodies, element limits and NumPy-aware responses."""
+    """An APIRoute with jiter/safetensors bodies, element limits and NumPy-aware responses."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, _rendered(endpoint), **kwargs)
+        self.compute = endpoint
+        self.model_route = _model_route(endpoint)
+
+        @functools.wraps(endpoint)
+        def rendered(*args: Any, **kw: Any) -> Any:  # FastAPI's path (other signatures)
+            return write_response(endpoint(*args, **kw), wire.RAW_TENSORS.get())
+
+        super().__init__(path, rendered, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -97,13 +198,34 @@ class WireRoute(APIRoute):
 
         async def route_handler(request: Request) -> Response:
             settings: Settings = request.app.state.settings
+            binary = wants_safetensors(request)
+            if self.model_route is not None:
+                kind = body_format(request)
+                body = await request.body()  # over the size limit: a 413 here
+                work = functools.partial(self.run, body, kind, settings, binary)
+                return work() if len(body) <= settings.inline_body_bytes else await run_in_threadpool(work)
             request = ParsedRequest(request.scope, request.receive)
             if has_body:
-                require_json(request)
-                body = await request.body()  # over the size limit: a 413 here
-                if body:  # (FastAPI reports an empty body as a missing field)
-                    request.parsed = parse_json(body, settings.max_nesting_depth)
-            with decoding(budget_for(settings)):
-                return await handler(request)
+                kind = body_format(request)
+                body = await request.body()
+                model = self.body_field.field_info.annotation if self.body_field is not None else None
+                request.parsed = parse_body(body, kind, model, settings) if body else None
+            token = wire.RAW_TENSORS.set(binary)
+            try:
+                with decoding(budget_for(settings)):
+                    return await handler(request)
+            finally:
+                wire.RAW_TENSORS.reset(token)
 
         return route_handler
+
+    def run(self, body: bytes, kind: str, settings: Settings, binary: bool) -> Response:
+        """Read, compute, write: one request of a ``def route(request: Model)`` route."""
+        assert self.model_route is not None
+        name, model = self.model_route
+        request = read_request(body, kind, model, settings)
+        token = wire.RAW_TENSORS.set(binary)
+        try:
+            return write_response(self.compute(**{name: request}), binary)
+        finally:
+            wire.RAW_TENSORS.reset(token)

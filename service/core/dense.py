@@ -46,7 +46,7 @@ from service.core.activations import Activation
 from service.core.errors import ShapeError, SpecError, shown
 from service.core.numeric import FloatArray, finish, result_dtype, total, work_dtype
 from service.core.regularizers import Regularizer
-from service.core.selection import TOTAL, Selection, gradient_selection
+from service.core.selection import TOTAL, GradientsSpec, Selection, gradient_selection
 
 #: Accepted values of ``activity_normalization``.
 NORMALIZATIONS = ("batch", "none")
@@ -268,7 +268,7 @@ def dense(
     bias_regularizer: RegularizerSpec = None,
     activity_regularizer: RegularizerSpec = None,
     activity_normalization: str = "batch",
-    return_gradients: bool | str | Mapping[str, Any] | Selection = True,
+    return_gradients: GradientsSpec = True,
 ) -> DenseResult:
     """Forward pass of one Dense layer with its labelled penalty terms and their gradients.
 

@@ -61,7 +61,7 @@ from service.core.dense import (
 from service.core.errors import ShapeError, SpecError, shown
 from service.core.losses import Loss
 from service.core.numeric import FloatArray, finish, result_dtype, total, work_dtype
-from service.core.selection import TOTAL, Selection, gradient_selection
+from service.core.selection import TOTAL, GradientsSpec, gradient_selection
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def network(
     layers: Sequence[LayerSpec],
     loss: str | Mapping[str, Any] | Loss = "mean_squared_error",
     activity_normalization: str = "batch",
-    return_gradients: bool | str | Mapping[str, Any] | Selection = True,
+    return_gradients: GradientsSpec = True,
 ) -> NetworkResult:
     """Forward pass of a Dense stack, every loss term, and every term's gradient per parameter.
 

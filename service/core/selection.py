@@ -60,17 +60,21 @@ class Selection:
                 )
 
 
+#: What ``return_gradients`` may be given as (None is False's selection, given back).
+GradientsSpec = bool | str | Mapping[str, Any] | Selection | None
+
 ALL = Selection()
 TOTALS = Selection(terms=frozenset({TOTAL}))
 
 
 def gradient_selection(value: Any, field: str = "return_gradients") -> Selection | None:
-    """``return_gradients`` -> a :class:`Selection`, or None for no gradients."""
+    """``return_gradients`` -> a :class:`Selection`, or None for no gradients (``False``,
+    or ``None``: what this function returns for ``False``, given back to it)."""
     if isinstance(value, Selection):
         return value
     if value is True:
         return ALL
-    if value is False:
+    if value is False or value is None:
         return None
     if value == "totals":
         return TOTALS

@@ -266,10 +266,10 @@ def _from_b64(text: Any, shape: tuple[int, ...], dtype: np.dtype[Any], budget: B
     budget.reserve(count, f"shape {list(shape)}")
     try:
         raw = pybase64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError):
         raise TensorError(
-            f"b64 is not valid base64 ({exc}); encode the little-endian bytes with the "
-            "standard alphabet and padding"
+            f"b64 is not valid base64 ({_base64_problem(text)}); encode the little-endian "
+            "bytes with the standard alphabet and padding"
         ) from None
     needed = count * dtype.itemsize
     if len(raw) != needed:
@@ -281,6 +281,16 @@ def _from_b64(text: Any, shape: tuple[int, ...], dtype: np.dtype[Any], budget: B
     array = array.reshape(shape)
     _check_values(array, lambda index: array[index].item(), "b64")
     return array
+
+
+def _base64_problem(text: str) -> str:
+    """What is wrong with ``text`` (on the error path only: pybase64 says only "Non-base64
+    digit found" for every problem; binascii's strict mode names it)."""
+    try:
+        binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        return str(exc)
+    return "not canonical base64"  # pragma: no cover - both decoders refuse the same strings
 
 
 def _check_values(array: np.ndarray, original: Any, name: str) -> None:
