@@ -46,13 +46,13 @@ def _resolve(annotation: Any, parts: list[str]) -> list[Key] | None:
         return _resolve(get_args(annotation)[0], parts)
     if annotation is np.ndarray:
         return [] if not parts else None
-    if not parts:
-        return None
     if origin in (Union, types.UnionType):
         for option in get_args(annotation):
             found = _resolve(option, parts)
             if found is not None:
                 return found
+        return None
+    if not parts:
         return None
     if isinstance(annotation, type) and issubclass(annotation, RootModel):
         return _resolve(annotation.model_fields["root"].rebuild_annotation(), parts)
