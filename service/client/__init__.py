@@ -34,7 +34,7 @@ from service.wire import safetensors
 Format = Literal["safetensors", "json"]
 Spec = str | Mapping[str, Any]
 Gradients = dict[str, dict[str, np.ndarray]]
-_DTYPES = {"FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+_DTYPES: dict[str, np.dtype[Any]] = {"FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 _NAMES = {np.dtype(v.newbyteorder("=")): k for k, v in _DTYPES.items()}
 
 
