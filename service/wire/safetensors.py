@@ -12,8 +12,8 @@ against the body and ``max_header_bytes``, each entry's dtype (``F16``, ``F32``,
 shape (rank, element ``budget``), and that the offsets match the shape, stay inside the
 body, neither overlap nor leave holes.  Each tensor is then an ``np.frombuffer`` view of
 the body (read-only, no copy).  :func:`write` lays out the header (padded with spaces to
-8 bytes, so every tensor starts aligned) and joins the header and the arrays' buffers
-once.
+8 bytes, and the widest dtypes first, so every tensor starts aligned) and joins the
+header and the arrays' buffers once.
 
     >>> body = write({"x": np.arange(3, dtype=np.float32)}, {"json": "{}"})
     >>> tensors, metadata = read(body)
@@ -173,11 +173,15 @@ def write(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None 
     header: dict[str, Any] = {METADATA: dict(metadata)} if metadata else {}
     buffers: list[Any] = []
     offset = 0
+    named = {}
     for name, array in tensors.items():
         dtype = DTYPE_NAMES.get(np.dtype(array.dtype.newbyteorder("=")))
         if dtype is None:
             raise SafetensorsError(f"tensor {name!r} has dtype {array.dtype}; send F16, F32 or F64")
-        little = np.ascontiguousarray(array, dtype=DTYPES[dtype])
+        named[name] = (dtype, array)
+    # widest items first: with the 8-byte-padded header, every tensor starts aligned
+    for name, (dtype, array) in sorted(named.items(), key=lambda kv: -kv[1][1].dtype.itemsize):
+        little = np.asarray(array, dtype=DTYPES[dtype], order="C")
         header[name] = {"dtype": dtype, "shape": list(little.shape),
                         "data_offsets": [offset, offset + little.nbytes]}
         offset += little.nbytes
