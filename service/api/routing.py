@@ -170,6 +170,13 @@ def _model_route(endpoint: Callable[..., Any]) -> tuple[str, type[BaseModel]] | 
     return None
 
 
+def _as_json(scope: Any) -> Any:
+    """``scope`` declaring a JSON body: FastAPI's handler then takes ``json()`` (the
+    document :func:`parse_body` made, safetensors ones included) instead of raw bytes."""
+    headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+    return {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+
+
 class ParsedRequest(Request):
     """A request whose ``json()`` is the body :class:`WireRoute` parsed."""
 
@@ -204,9 +211,9 @@ class WireRoute(APIRoute):
                 body = await request.body()  # over the size limit: a 413 here
                 work = functools.partial(self.run, body, kind, settings, binary)
                 return work() if len(body) <= settings.inline_body_bytes else await run_in_threadpool(work)
-            request = ParsedRequest(request.scope, request.receive)
+            kind = body_format(request) if has_body else "json"
+            request = ParsedRequest(_as_json(request.scope), request.receive)
             if has_body:
-                kind = body_format(request)
                 body = await request.body()
                 model = self.body_field.field_info.annotation if self.body_field is not None else None
                 request.parsed = parse_body(body, kind, model, settings) if body else None

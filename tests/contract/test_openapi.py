@@ -76,7 +76,7 @@ def test_component_names_read_well_in_a_generated_client(spec: dict[str, Any]) -
     assert sorted(spec["components"]["schemas"]) == [
         "ActivationList", "ActivationName", "ActivationObject", "ActivityNormalization", "Datatype",
         "DenseLayer", "DenseRequest", "DenseResponse", "Encoding", "ErrorBody", "ErrorDetail", "ErrorResponse",
-        "FunctionInfo", "KerasRegularizer", "L1L2Regularizer", "L1Regularizer", "L2Regularizer", "LossList",
+        "FunctionInfo", "GradientSelection", "KerasRegularizer", "L1L2Regularizer", "L1Regularizer", "L2Regularizer", "LossList",
         "LossName", "LossObject", "NetworkRequest", "NetworkResponse", "OrthogonalRegularizer",
         "ParameterGradients", "PenaltiesRequest", "PenaltiesResponse", "PenaltyRequest", "PenaltyResponse",
         "RegularizerIdentifier", "RegularizerInfo", "RegularizerList", "Status", "TensorOut", "TensorOutB64",

@@ -1,0 +1,176 @@
+"""The thin client (``service.client``) in process and against a live server, both formats;
+``return_gradients`` selections over HTTP; a route of another signature still gets
+safetensors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.testclient import TestClient
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from service.api.routing import WireRoute
+from service.app import create_app
+from service.client import Client, ServiceError
+from service.core.dense import dense
+from service.core.network import LayerSpec, network
+from service.core.regularizers import penalties
+from service.schemas import PenaltyRequest, PenaltyResponse
+from tests.conftest import make_settings
+from tests.deploy.server import clean_env, free_port, serve
+
+ROOT = Path(__file__).resolve().parents[2]
+RNG = np.random.default_rng(99)
+X = RNG.normal(size=(6, 4)).astype(np.float32)
+K = RNG.normal(size=(4, 3)).astype(np.float32)
+B = RNG.normal(size=3).astype(np.float32)
+FORMATS = ("safetensors", "json")
+
+
+@pytest.fixture(params=FORMATS)
+def client(request: pytest.FixtureRequest, app: FastAPI) -> Iterator[Client]:
+    with Client(http=TestClient(app), format=request.param) as c:
+        yield c
+
+
+def test_penalty(client: Client) -> None:
+    r = client.penalty(np.full((2, 2, 4), 3, np.float32), {"type": "l1", "l1": 0.1})
+    assert (r.penalty, r.regularizer) == (4.8, {"type": "l1", "l1": 0.1})
+    assert r.gradient is not None and r.gradient.dtype == np.float32
+    assert r.gradient.tolist() == np.full((2, 2, 4), 0.1, np.float32).tolist()
+    assert client.penalty(np.ones(2), "l2", return_gradient=False).gradient is None
+
+
+def test_penalties_keep_dtypes_and_dotted_names(client: Client) -> None:
+    weights = {"a.b/kernel": (RNG.normal(size=(3, 2)), "l1"), "c": (np.ones(4, np.float16), {"type": "l2", "l2": 0.5})}
+    r = client.penalties(weights)
+    core = penalties({n: (__import__("service.core.regularizers", fromlist=["get"]).get(s), t)
+                      for n, (t, s) in weights.items()})
+    assert r.penalties == {n: float(str(v)) for n, v in core.penalties.items()}
+    assert r.gradients is not None and core.gradients is not None
+    for name, g in core.gradients.items():
+        assert (r.gradients[name].dtype, r.gradients[name].tobytes()) == (g.dtype, g.tobytes())
+    chosen = client.penalties(weights, return_gradients={"parameters": ["c"]})
+    assert chosen.gradients is not None and sorted(chosen.gradients) == ["c"]
+
+
+def test_dense_equals_the_core_bit_for_bit(client: Client) -> None:
+    r = client.dense(X, K, B, activation="relu", kernel_regularizer="l1", bias_regularizer="l2",
+                     activity_regularizer="l1")
+    core = dense(X, K, B, "relu", "l1", "l2", "l1")
+    assert r.outputs.tobytes() == core.outputs.tobytes()
+    assert core.gradients is not None and r.gradients is not None and r.input_gradients is not None
+    inputs = core.gradients.pop("inputs")
+    assert {p: sorted(t) for p, t in r.gradients.items()} == {p: sorted(t) for p, t in core.gradients.items()}
+    for p, terms in core.gradients.items():
+        for t, g in terms.items():
+            assert r.gradients[p][t].tobytes() == g.tobytes()
+    assert {t: g.tobytes() for t, g in r.input_gradients.items()} == {t: g.tobytes() for t, g in inputs.items()}
+    totals = client.dense(X, K, B, activation="relu", kernel_regularizer="l1", return_gradients="totals")
+    assert totals.gradients is not None
+    assert {p: list(t) for p, t in totals.gradients.items()} == {"kernel": ["total"], "bias": ["total"]}
+
+
+def test_network_equals_the_core(client: Client) -> None:
+    layers = [{"kernel": K, "bias": B, "activation": "tanh", "activity_regularizer": "l2", "name": "h.1"},
+              {"kernel": RNG.normal(size=(3, 1)).astype(np.float32), "activation": "sigmoid"}]
+    targets = (RNG.random(size=(6, 1)) > 0.5).astype(np.float32)
+    r = client.network(X, targets, layers, "binary_crossentropy")
+    core = network(X, targets, [LayerSpec(**layer) for layer in layers], "binary_crossentropy")
+    assert r.outputs.tobytes() == core.outputs.tobytes()
+    assert r.losses == {k: float(str(v)) for k, v in core.losses.items()}
+    assert r.gradients is not None and core.gradients is not None
+    assert sorted(r.gradients) == sorted(core.gradients) == ["dense/kernel", "h.1/bias", "h.1/kernel"]
+    for p, terms in core.gradients.items():
+        assert {t: g.tobytes() for t, g in r.gradients[p].items()} == {t: g.tobytes() for t, g in terms.items()}
+
+
+def test_errors_raise_service_error_with_the_envelope(client: Client) -> None:
+    with pytest.raises(ServiceError) as caught:
+        client.dense(X, K[:3], activation="relu")
+    error = caught.value
+    assert (error.status, error.code) == (400, "shape_mismatch")
+    assert error.message == "kernel has 3 rows but inputs have 4 features (last axis)"
+    assert error.envelope["error"]["details"][0]["loc"] == ["body", "kernel"]
+    with pytest.raises(ServiceError) as unknown:
+        client.dense(X, K, return_gradients={"terms": ["totl"]})
+    assert unknown.value.status == 422
+    assert "the valid terms are activity_regularizer, kernel_regularizer, bias_regularizer, total" in unknown.value.message
+
+
+@pytest.mark.slow
+def test_the_client_against_a_live_server(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with serve(argv, clean_env({"PYTHONPATH": str(ROOT)}), tmp_path, port) as base:
+        answers = []
+        for form in FORMATS:
+            with Client(base, format=form) as live:
+                r = live.dense(X, K, B, activation="relu", kernel_regularizer="l1", activity_regularizer="l1")
+                answers.append(r)
+                with pytest.raises(ServiceError, match="invalid_spec"):
+                    live.penalty(np.ones(2), "l3")
+        a, b = answers
+        assert a.outputs.tobytes() == b.outputs.tobytes() == dense(X, K, B, "relu", "l1", None, "l1").outputs.tobytes()
+        assert a.gradients is not None and b.gradients is not None
+        assert a.gradients["kernel"]["total"].tobytes() == b.gradients["kernel"]["total"].tobytes()
+
+
+# --------------------------------------------------------------------------- selection over HTTP
+
+
+def test_penalty_selection_over_http(app: FastAPI) -> None:
+    http = TestClient(app)
+    base: dict[str, Any] = {"tensor": [1.0, -2.0], "regularizer": "l1"}
+    assert http.post("/v1/penalty", json={**base, "return_gradient": "totals"}).json()["gradient"]["data"] == [0.01, -0.01]
+    assert http.post("/v1/penalty", json={**base, "return_gradient": {"terms": []}}).json()["gradient"] is None
+    bad = http.post("/v1/penalty", json={**base, "return_gradient": {"parameters": ["x"]}})
+    assert (bad.status_code, bad.json()["error"]["message"]) == (
+        422, "return_gradient: unknown parameter 'x'; the valid parameters are tensor")
+    null = http.post("/v1/penalty", json={**base, "return_gradient": None})
+    assert (null.status_code, null.json()["error"]["code"]) == (422, "invalid_spec")
+
+
+def test_penalties_selection_lists_the_weights(app: FastAPI) -> None:
+    body = {"weights": {"a": {"tensor": [1.0], "regularizer": "l1"}, "b": {"tensor": [2.0], "regularizer": "l2"}},
+            "return_gradients": {"parameters": ["c"]}}
+    bad = TestClient(app).post("/v1/penalties", json=body)
+    assert (bad.status_code, bad.json()["error"]["message"]) == (
+        422, "return_gradients: unknown parameter 'c'; the valid parameters are a, b")
+    none = TestClient(app).post("/v1/penalties", json={**body, "return_gradients": {"parameters": []}})
+    assert none.json()["gradients"] == {} and none.json()["penalties"] == {"a": 0.01, "b": 0.04}
+
+
+# --------------------------------------------------------------------------- other signatures
+
+
+def test_a_route_of_another_signature_gets_safetensors_through_fastapi() -> None:
+    router = APIRouter(route_class=WireRoute)
+
+    @router.post("/echo")
+    def echo(body: PenaltyRequest, request: Request) -> PenaltyResponse:
+        return PenaltyResponse(penalty=float(body.tensor.sum()), gradient=None,
+                               regularizer=body.regularizer.get_config())
+
+    app = create_app(make_settings())
+    app.include_router(router)
+    http = TestClient(app)
+    payload = st_save({"tensor": np.array([1.5, 2.0], np.float32)}, metadata={"json": json.dumps({"regularizer": "l2"})})
+    answer = http.post("/echo", content=payload, headers={"Content-Type": "application/x-safetensors",
+                                                          "Accept": "application/x-safetensors"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/x-safetensors"
+    assert st_load(answer.content) == {}
+    as_json = http.post("/echo", json={"tensor": [1.5, 2.0], "regularizer": "l2"})
+    assert as_json.json() == {"penalty": 3.5, "gradient": None, "regularizer": {"type": "l2", "l2": 0.01}}
+    bad = http.post("/echo", content=st_save({"kernel": np.ones(1, np.float32)}),
+                    headers={"Content-Type": "application/x-safetensors"})
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_safetensors")
