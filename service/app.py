@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from service import __version__, errors
 from service.api import router
+from service.api.routing import FastLane
 from service.config import Settings, get_settings
 
 STATIC = Path(__file__).with_name("static")
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
+    app.add_middleware(FastLane, service=app)  # first: innermost (see service.api.routing)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(router)
     _add_offline_docs(app)

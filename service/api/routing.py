@@ -33,10 +33,11 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from email.message import Message
 from typing import Any
 
+import fastapi.routing
 import orjson
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -88,6 +89,8 @@ def parse_json(body: bytes | str, max_rank: int) -> Any:
 def body_format(request: Request) -> str:
     """``"json"`` or ``"safetensors"`` from ``Content-Type``; 415 for anything else."""
     header = request.headers.get("content-type")
+    if header == "application/json":  # the common case, without parsing
+        return "json"
     declared = Message()
     declared["content-type"] = header or ""
     subtype = declared.get_content_subtype()
@@ -104,7 +107,10 @@ def body_format(request: Request) -> str:
 
 def wants_safetensors(request: Request) -> bool:
     """Does ``Accept`` name ``application/x-safetensors`` (with a non-zero quality)?"""
-    for part in request.headers.get("accept", "").split(","):
+    accept = request.headers.get("accept", "")
+    if "safetensors" not in accept:
+        return False
+    for part in accept.split(","):
         media, *params = (p.strip() for p in part.split(";"))
         if media.lower() == SAFETENSORS:
             return not any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params)
@@ -191,7 +197,6 @@ class WireRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         self.compute = endpoint
-        self.model_route = _model_route(endpoint)
 
         @functools.wraps(endpoint)
         def rendered(*args: Any, **kw: Any) -> Any:  # FastAPI's path (other signatures)
@@ -202,15 +207,15 @@ class WireRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         has_body = self.body_field is not None
+        # dependencies (the route's or an including router's) need FastAPI's handler
+        self.model_route = None if self.dependant.dependencies else _model_route(self.compute)
+        direct = self.model_route is not None and not _included_dependencies(self)
 
         async def route_handler(request: Request) -> Response:
+            if direct:
+                return await self.respond(request)
             settings: Settings = request.app.state.settings
             binary = wants_safetensors(request)
-            if self.model_route is not None:
-                kind = body_format(request)
-                body = await request.body()  # over the size limit: a 413 here
-                work = functools.partial(self.run, body, kind, settings, binary)
-                return work() if len(body) <= settings.inline_body_bytes else await run_in_threadpool(work)
             kind = body_format(request) if has_body else "json"
             request = ParsedRequest(_as_json(request.scope), request.receive)
             if has_body:
@@ -226,6 +231,16 @@ class WireRoute(APIRoute):
 
         return route_handler
 
+    async def respond(self, request: Request) -> Response:
+        """One request of a ``def route(request: Model)`` route: read, compute, write,
+        on the event loop for a small body, in one threadpool call for a large one."""
+        settings: Settings = request.app.state.settings
+        binary = wants_safetensors(request)
+        kind = body_format(request)
+        body = await request.body()  # over the size limit: a 413 here
+        work = functools.partial(self.run, body, kind, settings, binary)
+        return work() if len(body) <= settings.inline_body_bytes else await run_in_threadpool(work)
+
     def run(self, body: bytes, kind: str, settings: Settings, binary: bool) -> Response:
         """Read, compute, write: one request of a ``def route(request: Model)`` route."""
         assert self.model_route is not None
@@ -236,3 +251,80 @@ class WireRoute(APIRoute):
             return write_response(self.compute(**{name: request}), binary)
         finally:
             wire.RAW_TENSORS.reset(token)
+
+
+class FastLane:
+    """ASGI middleware: a POST to a ``def route(request: Model)`` :class:`WireRoute` (without
+    dependencies) goes straight to it, past the framework's router.
+
+    Matching a path through the included routers, and the per-request wrappers around a
+    route, cost several times a small request's own work (``bench/transport.py``, small
+    requests).  The lane keeps what matters: it sits inside every other middleware added
+    after it (body limit, admission control), and an error the route raises is answered by
+    the app's own exception handler for it (an unexpected one propagates, as it would).
+    Any other request passes through untouched.  Install it innermost: add it to the app
+    before any other middleware.
+    """
+
+    def __init__(self, app: Any, service: Any) -> None:
+        self.app = app
+        self.service = service
+        self._table: dict[str, WireRoute] | None = None
+
+    def table(self) -> dict[str, WireRoute]:
+        if self._table is None:
+            self._table = dict(_fast_routes(self.service.router.routes, ""))
+        return self._table
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        route = self.table().get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await route.respond(request)
+        except Exception as exc:
+            handler = _handler_for(self.service.exception_handlers, exc)
+            if handler is None:
+                raise
+            response = handler(request, exc)
+            if inspect.isawaitable(response):
+                response = await response
+        await response(scope, receive, send)
+
+
+def _fast_routes(routes: Any, prefix: str) -> Iterator[tuple[str, WireRoute]]:
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # a router included lazily
+        if inner is not None:
+            context = getattr(route, "include_context", None)
+            if getattr(context, "dependencies", None):
+                continue
+            yield from _fast_routes(inner.routes, prefix + (getattr(context, "prefix", "") or ""))
+        elif (isinstance(route, WireRoute) and route.model_route is not None
+              and "POST" in (route.methods or ()) and "{" not in route.path):
+            yield prefix + route.path, route
+
+
+def _included_dependencies(route: APIRoute) -> bool:
+    """Does the router that includes ``route`` add dependencies (which FastAPI's handler
+    runs)?  FastAPI builds an included route's handler under that inclusion's context."""
+    context_var = getattr(fastapi.routing, "_effective_route_context_var", None)
+    context = context_var.get() if context_var is not None else None
+    if context is None or getattr(context, "original_route", None) is not route:
+        return False
+    dependant = getattr(context, "dependant", None)
+    return dependant is None or bool(dependant.dependencies)
+
+
+def _handler_for(handlers: dict[Any, Any], exc: Exception) -> Callable[..., Any] | None:
+    """The app's handler for ``exc`` (nearest class first); None for the catch-all ones,
+    which the server-error middleware applies when the exception propagates."""
+    for cls in type(exc).__mro__:
+        if cls in (Exception, BaseException):
+            return None
+        if cls in handlers:
+            handler: Callable[..., Any] = handlers[cls]
+            return handler
+    return None

@@ -174,3 +174,64 @@ def test_a_route_of_another_signature_gets_safetensors_through_fastapi() -> None
     bad = http.post("/echo", content=st_save({"kernel": np.ones(1, np.float32)}),
                     headers={"Content-Type": "application/x-safetensors"})
     assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_safetensors")
+
+
+# --------------------------------------------------------------------------- the fast lane
+
+
+def lane(app: FastAPI) -> Any:
+    from service.api.routing import FastLane
+
+    app.build_middleware_stack()
+    node: Any = app.middleware_stack
+    while not isinstance(node, FastLane):
+        node = node.app
+    return node
+
+
+def test_the_fast_lane_takes_exactly_the_model_routes(app: FastAPI) -> None:
+    assert sorted(lane(app).table()) == ["/v1/dense", "/v1/network", "/v1/penalties", "/v1/penalty"]
+
+
+def test_routes_with_dependencies_keep_the_framework_path() -> None:
+    from fastapi import Depends
+
+    seen: list[str] = []
+
+    def audit() -> None:
+        seen.append("audited")
+
+    router = APIRouter(route_class=WireRoute, dependencies=[Depends(audit)])
+
+    @router.post("/audited")
+    def audited(body: PenaltyRequest) -> PenaltyResponse:
+        return PenaltyResponse(penalty=0.0, gradient=None, regularizer=body.regularizer.get_config())
+
+    app = create_app(make_settings())
+    app.include_router(router)
+    response = TestClient(app).post("/audited", json={"tensor": [1.0], "regularizer": "l1"})
+    assert (response.status_code, seen) == (200, ["audited"])
+    assert "/audited" not in lane(app).table()
+
+    plain = APIRouter(route_class=WireRoute)
+    plain.post("/plain")(audited)
+    app.include_router(plain, prefix="/x", dependencies=[Depends(audit)])  # the including router's
+    app.middleware_stack = None
+    response = TestClient(app).post("/x/plain", json={"tensor": [1.0], "regularizer": "l1"})
+    assert (response.status_code, seen) == (200, ["audited", "audited"])
+    assert "/x/plain" not in lane(app).table()
+
+
+def test_an_unexpected_error_in_the_lane_is_the_logged_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.api.penalties as routes
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(routes, "penalties", broken)
+    app = create_app(make_settings())
+    response = TestClient(app, raise_server_exceptions=False).post(
+        "/v1/penalties", json={"weights": {"a": {"tensor": [1.0], "regularizer": "l1"}}})
+    assert (response.status_code, response.json()["error"]["code"]) == (500, "internal_error")
+    with pytest.raises(RuntimeError, match="boom"):
+        TestClient(app).post("/v1/penalties", json={"weights": {"a": {"tensor": [1.0], "regularizer": "l1"}}})
