@@ -22,8 +22,8 @@ contender; ratios within the run):
    and a bare Starlette echo of the same body on the same uvicorn.
 5. **BLAS threads**: the core's Dense job with 1 and with 2 BLAS threads (threadpoolctl).
 
-The services run as ``python -m service`` with their default BLAS threads (cores ÷
-workers) unless ``--blas-threads`` is given; the in-process core uses the same number.
+The services run as ``python -m service`` with their default BLAS threads (1) unless
+``--blas-threads`` is given; the in-process core uses the same number.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.common import ROOT, live_service
 from service.client import Client
+from service.config import Settings
 from service.core import regularizers
 from service.core.dense import dense
 from tests.deploy.server import clean_env, free_port, serve
@@ -265,7 +266,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    blas = args.blas_threads or cores
+    blas = args.blas_threads or Settings().blas_threads
     env = {"PENALTY_BLAS_THREADS": str(blas)}
     threadpool_limits(limits=blas, user_api="blas")
     rng = np.random.default_rng(0)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -114,18 +113,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def blas_threads(settings: Settings) -> int:
-    """``settings.blas_threads``, or the cores this process may use divided among the
-    workers (at least 1): workers x threads never oversubscribes the cores."""
-    if settings.blas_threads is not None:
-        return settings.blas_threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // settings.workers)
-
-
 def limit_blas_threads(settings: Settings) -> None:
-    """Set this process's BLAS thread pool size (threadpoolctl; OpenBLAS, MKL, BLIS)."""
-    threadpool_limits(limits=blas_threads(settings), user_api="blas")
+    """Set this process's BLAS thread pool size (threadpoolctl: OpenBLAS, MKL, BLIS) to
+    ``settings.blas_threads``: each worker is one process, so workers × threads is what
+    the BLAS may occupy."""
+    threadpool_limits(limits=settings.blas_threads, user_api="blas")
 
 
 def _add_offline_docs(app: FastAPI) -> None:

@@ -21,7 +21,10 @@ environment variable           default    meaning
 ``PENALTY_MAX_HEADER_BYTES``   1048576    JSON header of a safetensors body
 ``PENALTY_INLINE_BODY_BYTES``  16384      bodies up to this size are computed on the event
                                           loop (no threadpool hop); larger ones in the pool
-``PENALTY_BLAS_THREADS``       (auto)     BLAS threads per worker; auto = cores ÷ workers
+``PENALTY_BLAS_THREADS``       1          BLAS (OpenBLAS/MKL) threads per worker process;
+                                          1 was measured fastest on a shared 2-core host
+                                          (README, "Benchmarks"); cores ÷ workers suits
+                                          a machine the service has to itself
 =============================  =========  ==============================================
 """
 
@@ -54,7 +57,7 @@ class Settings(BaseSettings):
     max_nesting_depth: int = Field(32, ge=1, le=64)
     max_header_bytes: int = Field(1 << 20, ge=64)
     inline_body_bytes: int = Field(16 * 1024, ge=0)
-    blas_threads: int | None = Field(None, ge=1)
+    blas_threads: int = Field(1, ge=1)
 
 
 def get_settings() -> Settings:
