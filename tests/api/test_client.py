@@ -235,3 +235,25 @@ def test_an_unexpected_error_in_the_lane_is_the_logged_500(monkeypatch: pytest.M
     assert (response.status_code, response.json()["error"]["code"]) == (500, "internal_error")
     with pytest.raises(RuntimeError, match="boom"):
         TestClient(app).post("/v1/penalties", json={"weights": {"a": {"tensor": [1.0], "regularizer": "l1"}}})
+
+
+def test_the_readme_client_example_runs(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's "Python client" block, against the app in process."""
+    import re
+
+    import service.client
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Python client", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    original = Client.__init__
+
+    def in_process(self: Client, base_url: str = "", **kwargs: Any) -> None:
+        original(self, http=TestClient(app), **kwargs)
+
+    monkeypatch.setattr(service.client.Client, "__init__", in_process)
+    namespace: dict[str, Any] = {}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)
+    assert (namespace["r"].penalty, namespace["e"] if "e" in namespace else None) == (4.8, None)
+    assert namespace["d"].gradients["kernel"].keys() == {"total"}
