@@ -162,7 +162,30 @@ def write_response(result: Any, binary: bool) -> Response:
         return JSONResponse(dumped)
     tensors, rest = safetensors.flatten(dumped)
     metadata = {"json": orjson.dumps(rest, option=orjson.OPT_SERIALIZE_NUMPY).decode()}
-    return Response(safetensors.write(tensors, metadata), media_type=SAFETENSORS)
+    return PartsResponse(safetensors.parts(tensors, metadata), media_type=SAFETENSORS)
+
+
+class PartsResponse(Response):
+    """A response whose body is sent as the given pieces (each array's own bytes), with
+    its Content-Length, instead of being copied into one buffer first."""
+
+    def __init__(self, pieces: list[Any], media_type: str) -> None:
+        self.pieces = [piece for piece in pieces if len(piece)]
+        super().__init__(b"", media_type=media_type)
+        self.headers["content-length"] = str(sum(len(piece) for piece in self.pieces))
+
+    @property
+    def content(self) -> bytes:
+        """The whole body (for tests and middleware that read it)."""
+        return b"".join(self.pieces)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        last = len(self.pieces) - 1
+        for i, piece in enumerate(self.pieces):
+            await send({"type": "http.response.body", "body": piece, "more_body": i < last})
+        if last < 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _model_route(endpoint: Callable[..., Any]) -> tuple[str, type[BaseModel]] | None:

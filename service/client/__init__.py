@@ -184,8 +184,10 @@ class Client:
         dot-joined path)``; raises :class:`ServiceError` for an error answer."""
         if self.format == "safetensors":
             tensors, rest = safetensors.flatten(body)
-            content = safetensors.write(tensors, {"json": orjson.dumps(rest).decode()})
-            headers = {"Content-Type": safetensors.MEDIA_TYPE, "Accept": safetensors.MEDIA_TYPE}
+            pieces = safetensors.parts(tensors, {"json": orjson.dumps(rest).decode()})
+            content: Any = [bytes(p) if len(p) < 65536 else p for p in pieces]  # sent one by one
+            headers = {"Content-Type": safetensors.MEDIA_TYPE, "Accept": safetensors.MEDIA_TYPE,
+                       "Content-Length": str(sum(len(p) for p in pieces))}
         else:
             content = orjson.dumps({**_as_b64(body), "encoding": "b64"})
             headers = {"Content-Type": "application/json", "Accept": "application/json"}

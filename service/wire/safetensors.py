@@ -170,6 +170,13 @@ def _natural(value: Any) -> bool:
 
 def write(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> bytes:
     """Named arrays (F16, F32 or F64) and string metadata -> one safetensors body."""
+    return b"".join(parts(tensors, metadata))
+
+
+def parts(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> list[Any]:
+    """The pieces of :func:`write`'s body, in order, without joining them: the length and
+    header bytes, then a memoryview of each array's bytes (a sender may hand them to the
+    socket one by one instead of copying them into one buffer first)."""
     header: dict[str, Any] = {METADATA: dict(metadata)} if metadata else {}
     buffers: list[Any] = []
     offset = 0
@@ -188,7 +195,7 @@ def write(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None 
         buffers.append(little.reshape(-1).view(np.uint8).data if little.size else b"")
     raw = orjson.dumps(header)
     raw += b" " * (-len(raw) % 8)
-    return b"".join([len(raw).to_bytes(8, "little"), raw, *buffers])
+    return [len(raw).to_bytes(8, "little") + raw, *buffers]
 
 
 def flatten(document: Any, prefix: str = "") -> tuple[dict[str, np.ndarray], Any]:
@@ -226,4 +233,4 @@ def flatten(document: Any, prefix: str = "") -> tuple[dict[str, np.ndarray], Any
     return tensors, rest
 
 
-__all__ = ["DTYPES", "MAX_HEADER_BYTES", "MEDIA_TYPE", "SafetensorsError", "flatten", "read", "write"]
+__all__ = ["DTYPES", "MAX_HEADER_BYTES", "MEDIA_TYPE", "SafetensorsError", "flatten", "parts", "read", "write"]
