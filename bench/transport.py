@@ -191,7 +191,7 @@ class Sizes:
 
     def hooks(self) -> dict[str, list[Callable[[Any], None]]]:
         def request(r: Any) -> None:
-            self.sent = len(r.content)
+            self.sent = int(r.headers["content-length"])
 
         def response(r: Any) -> None:
             r.read()
