@@ -118,6 +118,9 @@ def test_the_client_against_a_live_server(tmp_path: Path) -> None:
                 answers.append(r)
                 with pytest.raises(ServiceError, match="invalid_spec"):
                     live.penalty(np.ones(2), "l3")
+                big = RNG.normal(size=(300, 1000))  # 2.4 MB each way: sent and answered in pieces
+                answer = live.penalty(big, {"type": "l2", "l2": 0.5})
+                assert answer.gradient is not None and answer.gradient.tobytes() == big.tobytes()
         a, b = answers
         assert a.outputs.tobytes() == b.outputs.tobytes() == dense(X, K, B, "relu", "l1", None, "l1").outputs.tobytes()
         assert a.gradients is not None and b.gradients is not None
