@@ -20,9 +20,9 @@ from safetensors.numpy import save as st_save
 from service.api.routing import WireRoute
 from service.app import create_app
 from service.client import Client, ServiceError
+from service.core import regularizers
 from service.core.dense import dense
 from service.core.network import LayerSpec, network
-from service.core import regularizers
 from service.core.regularizers import penalties
 from service.schemas import PenaltyRequest, PenaltyResponse
 from tests.conftest import make_settings
