@@ -35,8 +35,14 @@ class PlacementError(ValueError):
         self.message = message
 
 
+#: Dot-separated parts a tensor name may have (bounds the search through dict keys).
+MAX_PARTS = 256
+
+
 def tensor_path(model: Any, name: str) -> list[Key] | None:
     """The keys of the tensor field ``name`` fills in ``model``, or None when it fills none."""
+    if name.count(".") >= MAX_PARTS:
+        return None
     return _resolve(model, name.split("."))
 
 
@@ -86,7 +92,7 @@ def place(model: type[BaseModel], document: Any, tensors: Mapping[str, np.ndarra
         path = tensor_path(model, name)
         if path is None:
             raise PlacementError(
-                name, f"tensor {name!r} fills no tensor field of {model.__name__}; name each "
+                name, f"tensor {_shown(name)} fills no tensor field of {model.__name__}; name each "
                 "tensor by the dot-joined JSON path of its field (e.g. layers.0.kernel)"
             )
         paths[name] = path
@@ -103,26 +109,31 @@ def _put(document: dict[str, Any], path: list[Key], value: np.ndarray, name: str
         if isinstance(key, int):
             if not isinstance(node, list) or key > len(node):
                 have = f"{len(node)} items" if isinstance(node, list) else "no array"
-                raise PlacementError(name, f"tensor {name!r}: index {key} is past the end "
+                raise PlacementError(name, f"tensor {_shown(name)}: index {key} is past the end "
                                            f"({have} there); send the items before it")
             if key == len(node):
                 node.append(value if last else _container(path[i + 1]))
                 node = node[-1]
                 continue
             if last:
-                raise PlacementError(name, f"tensor {name!r}: the field is given twice")
+                raise PlacementError(name, f"tensor {_shown(name)}: the field is given twice")
             node = node[key]
             continue
         if not isinstance(node, dict):
-            raise PlacementError(name, f"tensor {name!r}: the JSON metadata holds a value where "
+            raise PlacementError(name, f"tensor {_shown(name)}: the JSON metadata holds a value where "
                                        "its path needs an object")
         if last:
             if key in node:
-                raise PlacementError(name, f"tensor {name!r}: the field is given twice (as a "
+                raise PlacementError(name, f"tensor {_shown(name)}: the field is given twice (as a "
                                            "tensor and in the JSON metadata)")
             node[key] = value
         else:
             node = node.setdefault(key, _container(path[i + 1]))
+
+
+def _shown(name: str) -> str:
+    """A tensor name for a message, clipped (a name may be as long as the header)."""
+    return repr(name if len(name) <= 80 else name[:77] + "...")
 
 
 def _container(next_key: Key) -> Any:

@@ -87,7 +87,7 @@ def read(
         if begin != covered:
             what = "overlaps the tensor before it" if begin < covered else "leaves a hole"
             raise SafetensorsError(
-                f"tensor {name!r}: data_offsets [{begin}, {end}] {what} (the previous "
+                f"tensor {_shown(name)}: data_offsets [{begin}, {end}] {what} (the previous "
                 f"tensor ends at {covered}); tensors must tile the data without gaps"
             )
         covered = end
@@ -109,7 +109,7 @@ def _header(raw: bytes) -> dict[str, Any]:
         seen: dict[str, Any] = {}
         for key, value in pairs:
             if key in seen:
-                raise SafetensorsError(f"the safetensors header names {key!r} twice")
+                raise SafetensorsError(f"the safetensors header names {_shown(key)} twice")
             seen[key] = value
         return seen
 
@@ -135,7 +135,7 @@ def _metadata(value: Any) -> dict[str, str]:
 def _entry(
     name: str, spec: Any, budget: Budget | None
 ) -> tuple[np.dtype[Any], tuple[int, ...], tuple[int, int]]:
-    where = f"tensor {name!r}"
+    where = f"tensor {_shown(name)}"
     if not isinstance(spec, dict) or sorted(spec) != list(ENTRY_KEYS):
         raise SafetensorsError(f"{where}: an entry is an object with exactly dtype, shape, data_offsets")
     dtype = DTYPES.get(spec["dtype"]) if isinstance(spec["dtype"], str) else None
@@ -162,6 +162,11 @@ def _entry(
             f"in {spec['dtype']} needs {count * dtype.itemsize} ({count} × {dtype.itemsize} bytes)"
         )
     return dtype, tuple(shape), (begin, end)
+
+
+def _shown(name: str) -> str:
+    """A tensor name for a message, clipped (a name may be as long as the header)."""
+    return repr(name if len(name) <= 80 else name[:77] + "...")
 
 
 def _natural(value: Any) -> bool:

@@ -193,3 +193,11 @@ def test_read_without_a_budget_checks_the_layout_only() -> None:
     budget = Budget(max_tensor_elements=3, max_request_elements=3, max_depth=2, max_layers=1)
     with pytest.raises(SafetensorsError, match="at most 2 are allowed"):
         read(write({"x": np.ones((1, 1, 1))}), budget=budget)
+
+
+def test_a_name_of_many_dots_is_refused_quickly(client: TestClient) -> None:
+    name = "weights." + "." * 200_000 + ".tensor"
+    body = st_save({name: np.ones(1, np.float32)}, metadata={"json": "{}"})
+    response = client.post("/v1/penalties", content=body, headers=BINARY)
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_safetensors")
+    assert "fills no tensor field of PenaltiesRequest" in response.json()["error"]["message"]
