@@ -152,6 +152,9 @@ def _entry(
         )
     if not isinstance(offsets, list) or len(offsets) != 2 or not all(_natural(o) for o in offsets):
         raise SafetensorsError(f"{where}: data_offsets must be [begin, end] (integers >= 0)")
+    if math.prod(max(d, 1) for d in shape) * dtype.itemsize >= 1 << 62:
+        raise SafetensorsError(f"{where}: shape {_shown_shape(shape)} is larger than any array can be, "
+                               "even with a dimension of 0")
     begin, end = offsets
     count = math.prod(shape)
     if budget is not None:
@@ -167,6 +170,11 @@ def _entry(
 def _shown(name: str) -> str:
     """A tensor name for a message, clipped (a name may be as long as the header)."""
     return repr(name if len(name) <= 80 else name[:77] + "...")
+
+
+def _shown_shape(shape: list[int]) -> str:
+    text = str(shape)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _natural(value: Any) -> bool:
