@@ -204,3 +204,22 @@ def test_a_name_of_many_dots_is_refused_quickly(client: TestClient) -> None:
     response = client.post("/v1/penalties", content=body, headers=BINARY)
     assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_safetensors")
     assert "fills no tensor field of PenaltiesRequest" in response.json()["error"]["message"]
+
+
+VALID = st_save({"inputs": np.ones((2, 3), np.float32), "kernel": np.ones((3, 2), np.float64),
+                 "bias": np.ones(2, np.float16)},
+                metadata={"json": json.dumps({"activation": "relu", "kernel_regularizer": "l1"})})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=6),
+       st.integers(0, len(VALID)))
+def test_no_corruption_of_a_body_is_a_server_error(app: Any, edits: list[tuple[int, int]], cut: int) -> None:
+    body = bytearray(VALID)
+    for at, value in edits:
+        body[at] = value
+    client = TestClient(app, raise_server_exceptions=True)
+    response = client.post("/v1/dense", content=bytes(body[:cut] if cut % 3 == 0 else body), headers=BINARY)
+    assert response.status_code in (200, 400, 413, 422), response.text
+    if response.status_code != 200:
+        assert set(response.json()["error"]) == {"code", "message", "details"}
