@@ -19,7 +19,7 @@ environment variable           default    meaning
 ``PENALTY_MAX_LAYERS``         64         layers of one ``/v1/network`` request
 ``PENALTY_MAX_NESTING_DEPTH``  32         rank of a tensor (nesting of its JSON arrays)
 ``PENALTY_MAX_HEADER_BYTES``   1048576    JSON header of a safetensors body
-``PENALTY_INLINE_BODY_BYTES``  16384      bodies up to this size are computed on the event
+``PENALTY_INLINE_BODY_BYTES``  4096       bodies up to this size are computed on the event
                                           loop (no threadpool hop); larger ones in the pool
 ``PENALTY_BLAS_THREADS``       1          BLAS (OpenBLAS/MKL) threads per worker process;
                                           1 was measured fastest on a shared 2-core host
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     max_layers: int = Field(64, ge=1)
     max_nesting_depth: int = Field(32, ge=1, le=64)
     max_header_bytes: int = Field(1 << 20, ge=64)
-    inline_body_bytes: int = Field(16 * 1024, ge=0)
+    inline_body_bytes: int = Field(4096, ge=0)
     blas_threads: int = Field(1, ge=1)
 
 

@@ -27,7 +27,7 @@ def test_defaults() -> None:
         "host": "127.0.0.1", "port": 8000, "workers": 1, "log_level": "info",
         "max_body_bytes": 67108864, "max_tensor_elements": 16777216, "max_request_elements": 33554432,
         "max_layers": 64, "max_nesting_depth": 32,
-        "max_header_bytes": 1048576, "inline_body_bytes": 16384, "blas_threads": 1,
+        "max_header_bytes": 1048576, "inline_body_bytes": 4096, "blas_threads": 1,
     }
 
 
