@@ -326,7 +326,7 @@ def main() -> None:
         big_runs["floor L1 4M safetensors"] = lambda: floor.round_trip(bytes(s), r)
         big_ms = interleaved(big_runs, args.big_repeats)
 
-    small = orjson_body({"tensor": [[1.0, -2.0], [3.0, 4.0]], "regularizer": L1})
+    small = json.dumps({"tensor": [[1.0, -2.0], [3.0, 4.0]], "regularizer": L1}).encode()
     with ExitStack() as stack:
         inline = stack.enter_context(live_service(env))
         pooled = stack.enter_context(live_service({**env, "PENALTY_INLINE_BODY_BYTES": "0"}))
@@ -353,10 +353,6 @@ def main() -> None:
     blas_ms = interleaved(blas_runs, args.repeats)
 
     report(args, blas, keras.version if keras else None, dense_ms, big_ms, wire, rps, blas_ms)
-
-
-def orjson_body(document: Any) -> bytes:
-    return json.dumps(document).encode()
 
 
 def report(args: Any, blas: int, keras: str | None, dense_ms: dict[str, float], big_ms: dict[str, float],
