@@ -46,7 +46,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.common import ROOT, live_service
-from service.client import Client
+from service.client import Client, http_client
 from service.config import Settings
 from service.core import regularizers
 from service.core.dense import dense
@@ -201,12 +201,10 @@ class Sizes:
 
 
 def clients(base: str) -> tuple[dict[str, Client], dict[str, Sizes]]:
-    import httpx
-
     out, sizes = {}, {}
     for form in ("json", "safetensors"):
         sizes[form] = Sizes()
-        http = httpx.Client(base_url=base, timeout=120, event_hooks=sizes[form].hooks())
+        http = http_client(base, event_hooks=sizes[form].hooks())  # what Client(base) uses
         out[form] = Client(format=form, http=http)  # type: ignore[arg-type]
     return out, sizes
 

@@ -20,6 +20,7 @@ It needs only ``httpx``, ``numpy``, ``orjson``, ``pybase64`` and :mod:`service.w
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -80,6 +81,13 @@ class NetworkResult:
     gradients: Gradients | None
 
 
+def http_client(base_url: str, *, timeout: float = 120.0, **kwargs: Any) -> httpx.Client:
+    """The ``httpx.Client`` :class:`Client` uses: TCP_NODELAY, so that the request's pieces
+    are not held back by Nagle's algorithm (measured: ~0.5 ms per small request)."""
+    nodelay = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    return httpx.Client(base_url=base_url, timeout=timeout, transport=nodelay, **kwargs)
+
+
 class Client:
     """``Client(base_url)``: one method per compute route; see the module docstring."""
 
@@ -94,7 +102,7 @@ class Client:
         if format not in ("safetensors", "json"):
             raise ValueError(f"format must be 'safetensors' or 'json', got {format!r}")
         self.format = format
-        self.http = http if http is not None else httpx.Client(base_url=base_url, timeout=timeout)
+        self.http = http if http is not None else http_client(base_url, timeout=timeout)
 
     def __enter__(self) -> Client:
         return self
@@ -185,7 +193,7 @@ class Client:
         if self.format == "safetensors":
             tensors, rest = safetensors.flatten(body)
             pieces = safetensors.parts(tensors, {"json": orjson.dumps(rest).decode()})
-            content: Any = [bytes(p) if len(p) < 65536 else p for p in pieces]  # sent one by one
+            content: Any = _coalesced(pieces)  # large arrays are sent from their own memory
             headers = {"Content-Type": safetensors.MEDIA_TYPE, "Accept": safetensors.MEDIA_TYPE,
                        "Content-Length": str(sum(len(p) for p in pieces))}
         else:
@@ -207,6 +215,23 @@ class Client:
 def _array(value: Any) -> np.ndarray:
     array = np.asarray(value)
     return array if array.dtype in _NAMES else array.astype(np.float32)
+
+
+def _coalesced(pieces: Sequence[Any], small: int = 1 << 16) -> list[Any]:
+    """Runs of small pieces joined (fewer sends); large ones kept as they are (no copy)."""
+    out: list[Any] = []
+    pending: list[Any] = []
+    for piece in pieces:
+        if len(piece) < small:
+            pending.append(piece)
+            continue
+        if pending:
+            out.append(b"".join(pending))
+            pending = []
+        out.append(piece)
+    if pending:
+        out.append(b"".join(pending))
+    return out
 
 
 def _without_none(body: dict[str, Any]) -> dict[str, Any]:
@@ -277,4 +302,5 @@ __all__ = [
     "PenaltiesResult",
     "PenaltyResult",
     "ServiceError",
+    "http_client",
 ]
