@@ -275,3 +275,21 @@ def test_the_default_http_client_disables_nagle() -> None:
         assert (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) in pool._socket_options
     big = memoryview(bytes(1 << 16))
     assert [len(p) for p in _coalesced([b"ab", b"c", big, b"d", b"e"])] == [3, 1 << 16, 2]
+
+
+def test_the_readme_safetensors_example_runs(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's "Binary transport" block (the safetensors package and httpx), in process."""
+    import re
+
+    import httpx
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Binary transport", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    http = TestClient(app)
+    monkeypatch.setattr(httpx, "post", lambda url, **kw: http.post(url.split(":8000", 1)[1], **kw))
+    namespace: dict[str, Any] = {}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)
+    assert namespace["r"].status_code == 200
+    assert namespace["load"](namespace["r"].content)["gradient"].shape == (2, 2, 4)
