@@ -39,6 +39,7 @@ bench: install
 	$(PY) -m bench.kernels
 	$(PY) -m bench.wire
 	$(PY) -m bench.dense_vs_keras
+	$(PY) -m bench.transport
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

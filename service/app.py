@@ -26,9 +26,11 @@ from fastapi.responses import HTMLResponse
 from starlette.datastructures import Headers
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from service import __version__, budget, errors, observability, offload
 from service.api import router
+from service.api.routing import FastLane
 from service.config import Settings, get_settings
 
 STATIC = Path(__file__).with_name("static")
@@ -109,6 +111,7 @@ class BodyLimit:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service, configured by ``settings`` (the environment's when omitted)."""
     settings = settings or get_settings()
+    limit_blas_threads(settings)
     logging.getLogger("service").setLevel(settings.log_level.upper().replace("TRACE", "DEBUG"))
     app = FastAPI(
         title="penalty-service",
@@ -124,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.max_concurrent_requests, settings.max_inflight_bytes, settings.retry_after_seconds
     )
     errors.install(app)
+    app.add_middleware(FastLane, service=app)  # first: innermost (see service.api.routing)
     app.add_middleware(
         budget.AdmissionControl, admission=app.state.admission, body_factor=settings.body_memory_factor
     )
@@ -144,6 +148,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     build_stack = app.build_middleware_stack
     app.build_middleware_stack = lambda: observability.Observability(build_stack())  # type: ignore[method-assign]
     return app
+
+
+def limit_blas_threads(settings: Settings) -> None:
+    """Set this process's BLAS thread pool size (threadpoolctl: OpenBLAS, MKL, BLIS) to
+    ``settings.blas_threads``: each worker is one process, so workers × threads is what
+    the BLAS may occupy."""
+    threadpool_limits(limits=settings.blas_threads, user_api="blas")
 
 
 def _add_offline_docs(app: FastAPI) -> None:

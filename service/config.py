@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     timeout_graceful_shutdown: int = Field(20, ge=1)
     limit_concurrency: int = Field(256, ge=1)
 
+    # --- the binary transport and where work runs (service.api.routing)
+    #: bytes of a safetensors body's JSON header
+    max_safetensors_header_bytes: int = Field(1 << 20, ge=64)
+    #: bodies up to this size are computed on the event loop (no threadpool hop)
+    inline_body_bytes: int = Field(4096, ge=0)
+    #: BLAS (OpenBLAS/MKL) threads per worker process (threadpoolctl)
+    blas_threads: int = Field(1, ge=1)
+
     # --- training runs (/v1/train; 413 too_expensive over them)
     max_train_work: int = Field(20_000_000_000, ge=1)
     max_train_steps: int = Field(100_000, ge=1)

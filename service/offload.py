@@ -26,7 +26,6 @@ import logging
 import multiprocessing
 import threading
 import traceback
-import typing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -97,25 +96,26 @@ def _discard(executor: ProcessPoolExecutor) -> None:
 
 @functools.cache
 def _endpoint(module: str, name: str) -> tuple[Callable[..., Any], str, type]:
-    """The route function, rendered as ``WireRoute`` renders it, its body parameter and model."""
-    from service.api.routing import _rendered
+    """The route function (a ``def route(request: Model)``), its body parameter and model."""
+    from service.api.routing import _model_route
 
     function = getattr(importlib.import_module(module), name)
-    hints = {k: v for k, v in typing.get_type_hints(function).items() if k != "return"}
-    ((parameter, model),) = hints.items()
-    return _rendered(function), parameter, model
+    found = _model_route(function)
+    assert found is not None, f"{module}.{name} is not a def route(request: Model)"
+    parameter, model = found
+    return function, parameter, model
 
 
 def _serve(endpoint: tuple[str, str], body: bytes, settings: Settings) -> Result:
     from service import errors
-    from service.api.routing import prepare_body
+    from service.api.routing import read_request, write_response
     from service.schemas import budget_for, decoding
 
     try:
         function, parameter, model = _endpoint(*endpoint)
-        validated = prepare_body(model, body, settings, None)
+        validated = read_request(body, "json", model, settings)
         with decoding(budget_for(settings)):
-            response = function(**{parameter: validated})
+            response = write_response(function(**{parameter: validated}), binary=False)
         return response.status_code, bytes(response.body), {}, None, None
     except Exception as exc:
         rendered, code = errors.render(exc)

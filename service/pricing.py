@@ -16,8 +16,9 @@ from service.schemas import DenseRequest, NetworkRequest, PenaltiesRequest, Pena
 from service.schemas.model import ModelRequest
 
 
-def _tensor(x: np.ndarray, regularizer: Any, gradient: bool, encoding: Any) -> Cost:
-    """The decoded tensor, the regularizer's work, and the gradient array and its answer."""
+def _tensor(x: np.ndarray, regularizer: Any, gradient: Any, encoding: Any) -> Cost:
+    """The decoded tensor, the regularizer's work, and the gradient array and its answer (any
+    selection of gradients is priced as all of them: an upper bound)."""
     n, item = x.size, work_itemsize(x)
     answer = Cost(n, (x.itemsize + encoded(item, encoding)) * n) if gradient else Cost()
     return Cost(n, x.itemsize * n) + cost_of(regularizer, x.shape, item) + answer
@@ -36,7 +37,7 @@ def _penalties(r: PenaltiesRequest) -> Cost:
 
 
 def _layers(
-    inputs: np.ndarray, layers: list[Any], loss: Any, targets: np.ndarray | None, gradients: bool, encoding: Any
+    inputs: np.ndarray, layers: list[Any], loss: Any, targets: np.ndarray | None, gradients: Any, encoding: Any
 ) -> Cost:
     """Forward through Dense layers (``b×i @ i×o`` each), every penalty, and for each term
     (data loss, every penalty) its backward pass through the layers it reaches and one

@@ -8,6 +8,7 @@ from service import wire
 from service.api.responses import POST_ERRORS
 from service.api.routing import WireRoute
 from service.core.regularizers import penalties
+from service.core.selection import TOTAL, gradient_selection
 from service.schemas import (
     PenaltiesRequest,
     PenaltiesResponse,
@@ -25,10 +26,13 @@ def compute_penalty(request: PenaltyRequest) -> PenaltyResponse:
     """The regularizer's penalty of ``tensor`` and (unless ``return_gradient`` is false) its
     gradient, in the tensor's datatype. ``L1(0.1)`` on ``ones((2, 2, 4)) * 3`` is 4.8."""
     regularizer, tensor = request.regularizer, request.tensor
+    selection = gradient_selection(request.return_gradient, "return_gradient")
+    if selection is not None:
+        selection.check(["tensor"], [TOTAL], "return_gradient")
     return PenaltyResponse(
         penalty=wire.scalar(regularizer.penalty(tensor), what="penalty"),
         gradient=tensor_out(regularizer.gradient(tensor), request.encoding, "gradient")
-        if request.return_gradient
+        if selection is not None and selection.wants("tensor", TOTAL)
         else None,
         regularizer=regularizer.get_config(),
     )
@@ -37,18 +41,23 @@ def compute_penalty(request: PenaltyRequest) -> PenaltyResponse:
 @router.post("/penalties", operation_id="compute_penalties", summary="Penalties of named weights")
 def compute_penalties(request: PenaltiesRequest) -> PenaltiesResponse:
     """Each weight's penalty, their ``total`` (summed in order, in the widest datatype
-    given, as Keras sums ``model.losses``) and each gradient."""
-    result = penalties(
-        {name: (w.regularizer, w.tensor) for name, w in request.weights.items()},
-        return_gradients=request.return_gradients,
-    )
+    given, as Keras sums ``model.losses``) and each gradient (of the weights selected)."""
+    weights = {name: (w.regularizer, w.tensor) for name, w in request.weights.items()}
+    selection = gradient_selection(request.return_gradients)
+    if selection is not None:
+        selection.check(weights, [TOTAL], "return_gradients")
+    chosen = [name for name in weights if selection is not None and selection.wants(name, TOTAL)]
+    every = selection is not None and len(chosen) == len(weights)
+    result = penalties(weights, return_gradients=every)
+    gradients = result.gradients
+    if selection is not None and not every:  # a subset: only its gradients are computed
+        gradients = penalties({n: weights[n] for n in chosen}).gradients if chosen else {}
     return PenaltiesResponse(
         penalties=numbers_out(result.penalties, "penalties"),
         total=wire.scalar(result.total, what="total"),
         gradients={
-            name: tensor_out(g, request.encoding, f"gradients.{name}")
-            for name, g in result.gradients.items()
+            name: tensor_out(g, request.encoding, f"gradients.{name}") for name, g in gradients.items()
         }
-        if result.gradients is not None
+        if gradients is not None
         else None,
     )

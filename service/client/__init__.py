@@ -1,0 +1,308 @@
+"""A thin Python client: NumPy arrays in, typed results with NumPy arrays out.
+
+    >>> import numpy as np
+    >>> from service.client import Client
+    >>> with Client("http://127.0.0.1:8000") as client:                  # doctest: +SKIP
+    ...     r = client.penalty(np.full((2, 2, 4), 3, np.float32), {"type": "l1", "l1": 0.1})
+    >>> r.penalty, r.gradient.shape                                      # doctest: +SKIP
+    (4.8, (2, 2, 4))
+
+Bodies are safetensors both ways by default (``format="safetensors"``: raw little-endian
+bytes, no text encoding at all); ``format="json"`` sends and asks for b64 tensors in JSON
+(pybase64, orjson).  Arrays keep their dtype when it is float16/32/64; any other dtype is
+sent as float32 (what a JSON nested array means).  Every error answer raises
+:class:`ServiceError` carrying the envelope.
+
+It needs only ``httpx``, ``numpy``, ``orjson``, ``pybase64``, ``pydantic_core`` (its JSON
+parser) and :mod:`service.wire` (nothing server-side).  ``http=`` takes any ``httpx.Client`` (e.g. Starlette's
+``TestClient(app)`` to call an app in process).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+import orjson
+import pybase64
+from pydantic_core import from_json
+
+from service.wire import safetensors
+
+Format = Literal["safetensors", "json"]
+Spec = str | Mapping[str, Any]
+Gradients = dict[str, dict[str, np.ndarray]]
+_DTYPES: dict[str, np.dtype[Any]] = {"FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+_NAMES = {np.dtype(v.newbyteorder("=")): k for k, v in _DTYPES.items()}
+
+
+class ServiceError(Exception):
+    """An error answer: ``status``, and the envelope's ``code``, ``message``, ``details``."""
+
+    def __init__(self, status: int, envelope: Mapping[str, Any]) -> None:
+        error = envelope.get("error", {}) if isinstance(envelope, Mapping) else {}
+        self.status = status
+        self.envelope = dict(envelope) if isinstance(envelope, Mapping) else {}
+        self.code: str = error.get("code", "unknown")
+        self.message: str = error.get("message", "")
+        self.details: list[dict[str, Any]] = list(error.get("details", []))
+        super().__init__(f"{status} {self.code}: {self.message}")
+
+
+@dataclass(frozen=True)
+class PenaltyResult:
+    penalty: float
+    gradient: np.ndarray | None
+    regularizer: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PenaltiesResult:
+    penalties: dict[str, float]
+    total: float
+    gradients: dict[str, np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class DenseResult:
+    outputs: np.ndarray
+    losses: dict[str, float]
+    gradients: Gradients | None
+    input_gradients: dict[str, np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class NetworkResult:
+    outputs: np.ndarray
+    losses: dict[str, float]
+    gradients: Gradients | None
+
+
+def http_client(base_url: str, *, timeout: float = 120.0, **kwargs: Any) -> httpx.Client:
+    """The ``httpx.Client`` :class:`Client` uses: TCP_NODELAY, so that the request's pieces
+    are not held back by Nagle's algorithm (measured: ~0.5 ms per small request)."""
+    nodelay = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    return httpx.Client(base_url=base_url, timeout=timeout, transport=nodelay, **kwargs)
+
+
+class Client:
+    """``Client(base_url)``: one method per compute route; see the module docstring."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        format: Format = "safetensors",
+        timeout: float = 120.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        if format not in ("safetensors", "json"):
+            raise ValueError(f"format must be 'safetensors' or 'json', got {format!r}")
+        self.format = format
+        self.http = http if http is not None else http_client(base_url, timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ----------------------------------------------------------------------- routes
+
+    def penalty(self, tensor: Any, regularizer: Spec, *, return_gradient: Any = True) -> PenaltyResult:
+        """``POST /v1/penalty``: the penalty of ``tensor`` and its gradient."""
+        body = {"tensor": _array(tensor), "regularizer": regularizer, "return_gradient": return_gradient}
+        doc, tensors = self.post("/v1/penalty", body)
+        return PenaltyResult(doc["penalty"], tensors.get("gradient"), doc["regularizer"])
+
+    def penalties(
+        self, weights: Mapping[str, tuple[Any, Spec]], *, return_gradients: Any = True
+    ) -> PenaltiesResult:
+        """``POST /v1/penalties``: ``weights`` maps a name to ``(tensor, regularizer)``."""
+        body = {
+            "weights": {n: {"tensor": _array(t), "regularizer": r} for n, (t, r) in weights.items()},
+            "return_gradients": return_gradients,
+        }
+        doc, tensors = self.post("/v1/penalties", body)
+        grads = None if doc.get("gradients") is None else _under(tensors, "gradients.")
+        return PenaltiesResult(doc["penalties"], doc["total"], grads)
+
+    def dense(
+        self,
+        inputs: Any,
+        kernel: Any,
+        bias: Any = None,
+        *,
+        activation: Spec | None = None,
+        kernel_regularizer: Spec | None = None,
+        bias_regularizer: Spec | None = None,
+        activity_regularizer: Spec | None = None,
+        activity_normalization: str = "batch",
+        return_gradients: Any = True,
+    ) -> DenseResult:
+        """``POST /v1/dense``: one Dense layer's outputs, penalty terms and their gradients."""
+        body = _without_none({
+            "inputs": _array(inputs), "kernel": _array(kernel),
+            "bias": None if bias is None else _array(bias), "activation": activation,
+            "kernel_regularizer": kernel_regularizer, "bias_regularizer": bias_regularizer,
+            "activity_regularizer": activity_regularizer,
+            "activity_normalization": activity_normalization, "return_gradients": return_gradients,
+        })
+        doc, tensors = self.post("/v1/dense", body)
+        return DenseResult(
+            tensors["outputs"], doc["losses"],
+            None if doc.get("gradients") is None else _by_term(_under(tensors, "gradients."), doc["gradients"]),
+            None if doc.get("input_gradients") is None else _under(tensors, "input_gradients."),
+        )
+
+    def network(
+        self,
+        inputs: Any,
+        targets: Any,
+        layers: Sequence[Mapping[str, Any]],
+        loss: Spec = "mean_squared_error",
+        *,
+        activity_normalization: str = "batch",
+        return_gradients: Any = True,
+    ) -> NetworkResult:
+        """``POST /v1/network``: ``layers`` as API.md (``kernel``, ``bias`` arrays; specs)."""
+        body = {
+            "inputs": _array(inputs), "targets": _array(targets),
+            "layers": [
+                {k: (_array(v) if k in ("kernel", "bias") else v) for k, v in layer.items() if v is not None}
+                for layer in layers
+            ],
+            "loss": loss, "activity_normalization": activity_normalization,
+            "return_gradients": return_gradients,
+        }
+        doc, tensors = self.post("/v1/network", body)
+        grads = None if doc.get("gradients") is None else _by_term(_under(tensors, "gradients."), doc["gradients"])
+        return NetworkResult(tensors["outputs"], doc["losses"], grads)
+
+    # ----------------------------------------------------------------------- transport
+
+    def post(self, path: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """POST ``body`` (arrays anywhere in it) -> ``(the rest of the answer, its arrays by
+        dot-joined path)``; raises :class:`ServiceError` for an error answer."""
+        if self.format == "safetensors":
+            tensors, rest = safetensors.flatten(body)
+            pieces = safetensors.parts(tensors, {"json": orjson.dumps(rest).decode()})
+            content: Any = _coalesced(pieces)  # large arrays are sent from their own memory
+            headers = {"Content-Type": safetensors.MEDIA_TYPE, "Accept": safetensors.MEDIA_TYPE,
+                       "Content-Length": str(sum(len(p) for p in pieces))}
+        else:
+            content = orjson.dumps({**_as_b64(body), "encoding": "b64"})
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        response = self.http.post(path, content=content, headers=headers)
+        if response.status_code >= 400:
+            raise ServiceError(response.status_code, _error_body(response))
+        if response.headers.get("content-type", "").startswith(safetensors.MEDIA_TYPE):
+            tensors, metadata = safetensors.read(response.content)
+            return orjson.loads(metadata.get("json", "{}")), tensors
+        out: dict[str, np.ndarray] = {}
+        # jiter: 13× faster than orjson on an answer of long b64 strings (0.36 vs 4.7 ms, 6 MB)
+        return _from_json(from_json(response.content), "", out), out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _array(value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    return array if array.dtype in _NAMES else array.astype(np.float32)
+
+
+def _coalesced(pieces: Sequence[Any], small: int = 1 << 16) -> list[Any]:
+    """Runs of small pieces joined (fewer sends); large ones kept as they are (no copy)."""
+    out: list[Any] = []
+    pending: list[Any] = []
+    for piece in pieces:
+        if len(piece) < small:
+            pending.append(piece)
+            continue
+        if pending:
+            out.append(b"".join(pending))
+            pending = []
+        out.append(piece)
+    if pending:
+        out.append(b"".join(pending))
+    return out
+
+
+def _without_none(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _as_b64(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        little = np.ascontiguousarray(value, dtype=_DTYPES[_NAMES[value.dtype]])
+        return {"shape": list(value.shape), "datatype": _NAMES[value.dtype],
+                "b64": pybase64.b64encode_as_string(little.reshape(-1).view(np.uint8).data)}
+    if isinstance(value, Mapping):
+        return {k: _as_b64(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_b64(v) for v in value]
+    return value
+
+
+def _from_json(value: Any, path: str, out: dict[str, np.ndarray]) -> Any:
+    """A JSON answer with its tensors moved into ``out`` (by dot-joined path)."""
+    if isinstance(value, dict):
+        if "datatype" in value and "shape" in value and ("b64" in value or "data" in value):
+            dtype = _DTYPES[value["datatype"]]
+            flat = (np.frombuffer(pybase64.b64decode(value["b64"]), dtype) if "b64" in value
+                    else np.asarray(value["data"], dtype))
+            out[path] = flat.reshape(value["shape"])
+            return None
+        kept = {}
+        for key, item in value.items():
+            rest = _from_json(item, f"{path}.{key}" if path else key, out)
+            if rest is not None or not (isinstance(item, dict) and "datatype" in item):
+                kept[key] = rest
+        return kept
+    return value
+
+
+def _under(tensors: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
+
+
+def _by_term(flat: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Gradients:
+    """``{"<parameter>.<term>": array}`` -> ``{parameter: {term: array}}``; a parameter is
+    ``kernel``/``bias``/``inputs`` or ``<layer>/kernel``: its end is the first dot after
+    its last ``/`` segment starts (layer names hold no ``/``)."""
+    out: Gradients = {p: {} for p in parameters}  # those whose selected terms are none
+    for name, array in flat.items():
+        slash = name.find("/")
+        dot = name.index(".", slash + 1 if slash >= 0 else 0)
+        out.setdefault(name[:dot], {})[name[dot + 1:]] = array
+    return out
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body
+    message = response.text[:200] or response.reason_phrase
+    return {"error": {"code": "http_error", "message": message, "details": []}}
+
+
+__all__ = [
+    "Client",
+    "DenseResult",
+    "NetworkResult",
+    "PenaltiesResult",
+    "PenaltyResult",
+    "ServiceError",
+    "http_client",
+]

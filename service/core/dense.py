@@ -46,11 +46,14 @@ from service.core.activations import Activation
 from service.core.errors import ShapeError, SpecError, shown
 from service.core.numeric import FloatArray, finish, result_dtype, total, work_dtype
 from service.core.regularizers import Regularizer
+from service.core.selection import TOTAL, GradientsSpec, Selection, gradient_selection
 
 #: Accepted values of ``activity_normalization``.
 NORMALIZATIONS = ("batch", "none")
 #: The penalty terms of one layer, in Keras's ``layer.losses`` order.
 TERMS = ("activity_regularizer", "kernel_regularizer", "bias_regularizer")
+#: The tensors a gradient is taken with respect to.
+PARAMETERS = ("kernel", "bias", "inputs")
 
 RegularizerSpec = str | Mapping[str, Any] | Regularizer | None
 ActivationSpec = str | Mapping[str, Any] | Activation | None
@@ -197,13 +200,20 @@ def forward(layer: Layer, x: FloatArray) -> Pass:
 
 
 def backward(
-    layer: Layer, p: Pass, g_z: FloatArray, *, need_inputs: bool = True
-) -> tuple[FloatArray, FloatArray | None, FloatArray | None]:
-    """``(∂/∂kernel, ∂/∂bias, ∂/∂x)`` given ``g_z = ∂L/∂z``."""
+    layer: Layer,
+    p: Pass,
+    g_z: FloatArray,
+    *,
+    need_inputs: bool = True,
+    need_kernel: bool = True,
+    need_bias: bool = True,
+) -> tuple[FloatArray | None, FloatArray | None, FloatArray | None]:
+    """``(∂/∂kernel, ∂/∂bias, ∂/∂x)`` given ``g_z = ∂L/∂z``; None for those not needed
+    (and for the bias of a layer without one)."""
     rows = math.prod(p.x.shape[:-1])  # explicit: -1 is ambiguous when a dimension is 0
     g2 = g_z.reshape(rows, layer.units)
-    d_kernel = p.x.reshape(rows, layer.kernel.shape[0]).T @ g2
-    d_bias = g2.sum(axis=0) if layer.bias is not None else None
+    d_kernel = p.x.reshape(rows, layer.kernel.shape[0]).T @ g2 if need_kernel else None
+    d_bias = g2.sum(axis=0) if layer.bias is not None and need_bias else None
     d_x = g_z @ layer.kernel.T if need_inputs else None
     return d_kernel, d_bias, d_x
 
@@ -258,11 +268,13 @@ def dense(
     bias_regularizer: RegularizerSpec = None,
     activity_regularizer: RegularizerSpec = None,
     activity_normalization: str = "batch",
-    return_gradients: bool = True,
+    return_gradients: GradientsSpec = True,
 ) -> DenseResult:
     """Forward pass of one Dense layer with its labelled penalty terms and their gradients.
 
     The computation runs in the promoted dtype of ``inputs``, ``kernel`` and ``bias``.
+    ``return_gradients`` selects the gradients (:mod:`service.core.selection`): only
+    those asked for, and the terms of a ``total`` asked for, are computed.
     """
     check_normalization(activity_normalization)
     dtype = result_dtype(inputs, kernel, bias)
@@ -276,32 +288,49 @@ def dense(
     terms = layer_penalties(layer, p, divisor)
     losses = finish({**terms, "total": total(terms, p.y.dtype.type(0))}, dtype, prefix="losses.")
     outputs = finish({"outputs": p.y}, dtype)["outputs"]
-    if not return_gradients:
+    selection = gradient_selection(return_gradients)
+    if selection is None:
         return DenseResult(outputs=outputs, losses=losses, gradients=None)
+    selection.check(PARAMETERS, (*TERMS, TOTAL), "return_gradients")
 
-    grads: dict[str, dict[str, FloatArray]] = {"kernel": {}, "inputs": {}}
-    if layer.bias is not None:
-        grads["bias"] = {}
-    if "kernel_regularizer" in layer.regularizers:
+    present = [q for q in PARAMETERS if q != "bias" or layer.bias is not None]
+    grads: dict[str, dict[str, FloatArray]] = {q: {} for q in present if selection.wants_parameter(q)}
+
+    def needs(param: str, term: str) -> bool:
+        return param in grads and term in layer.regularizers and selection.needs(param, term)
+
+    if needs("kernel", "kernel_regularizer"):
         grads["kernel"]["kernel_regularizer"] = layer.regularizers["kernel_regularizer"].gradient(
             layer.kernel
         )
-    if "bias_regularizer" in layer.regularizers:
+    if needs("bias", "bias_regularizer"):
         assert layer.bias is not None
         grads["bias"]["bias_regularizer"] = layer.regularizers["bias_regularizer"].gradient(
             layer.bias
         )
-    if "activity_regularizer" in layer.regularizers:
-        d_kernel, d_bias, d_x = backward(layer, p, activity_gradient(layer, p, divisor))
-        grads["kernel"]["activity_regularizer"] = d_kernel
-        if d_bias is not None:
-            grads["bias"]["activity_regularizer"] = d_bias
-        assert d_x is not None
-        grads["inputs"]["activity_regularizer"] = d_x
+    wanted = {q: needs(q, "activity_regularizer") for q in PARAMETERS}
+    if any(wanted.values()):
+        d_kernel, d_bias, d_x = backward(
+            layer, p, activity_gradient(layer, p, divisor),
+            need_kernel=wanted["kernel"], need_bias=wanted["bias"], need_inputs=wanted["inputs"],
+        )
+        for param, grad in (("kernel", d_kernel), ("bias", d_bias), ("inputs", d_x)):
+            if grad is not None:
+                grads[param]["activity_regularizer"] = grad
     like = {"kernel": layer.kernel, "bias": layer.bias, "inputs": p.x}
     gradients = {
-        param: finish({**terms_of, "total": total(terms_of, like[param])}, dtype,
+        param: finish(chosen(terms_of, like[param], selection, param), dtype,
                       prefix=f"gradients.{param}.")
         for param, terms_of in grads.items()
     }
     return DenseResult(outputs=outputs, losses=losses, gradients=gradients)
+
+
+def chosen(
+    terms: dict[str, FloatArray], like: Any, selection: Selection, param: str
+) -> dict[str, FloatArray]:
+    """The terms asked for of one parameter, and their ``total`` (over every term) if asked."""
+    out = {term: g for term, g in terms.items() if selection.wants(param, term)}
+    if selection.wants(param, TOTAL):
+        out[TOTAL] = total(terms, like)
+    return out

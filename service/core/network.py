@@ -46,7 +46,7 @@ Example (one linear layer, MSE)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,12 +65,14 @@ from service.core.dense import (
     build_layer,
     check_inputs,
     check_normalization,
+    chosen,
     forward,
     layer_penalties,
 )
 from service.core.errors import ShapeError, SpecError, shown
 from service.core.losses import Loss
 from service.core.numeric import FloatArray, finish, result_dtype, total, work_dtype
+from service.core.selection import TOTAL, GradientsSpec, gradient_selection
 
 
 @dataclass(frozen=True)
@@ -243,14 +245,26 @@ def _backprop(
     g_z: FloatArray,
     term: str,
     grads: dict[str, dict[str, FloatArray]],
+    needs: Callable[[str, str], bool],
 ) -> None:
-    """Propagate ``g_z = ∂term/∂z_top`` down to layer 0, recording each kernel and bias gradient."""
-    for i in range(top, -1, -1):
-        d_kernel, d_bias, d_x = backward(layers[i], passes[i], g_z, need_inputs=i > 0)
-        grads[f"{names[i]}/kernel"][term] = d_kernel
+    """Propagate ``g_z = ∂term/∂z_top`` down, recording the kernel and bias gradients
+    ``needs(parameter, term)`` asks for, and stopping below the lowest layer that needs one."""
+    wanted = [
+        (needs(f"{names[i]}/kernel", term), needs(f"{names[i]}/bias", term)) for i in range(top + 1)
+    ]
+    lowest = next((i for i, w in enumerate(wanted) if any(w)), None)
+    if lowest is None:
+        return
+    for i in range(top, lowest - 1, -1):
+        d_kernel, d_bias, d_x = backward(
+            layers[i], passes[i], g_z,
+            need_inputs=i > lowest, need_kernel=wanted[i][0], need_bias=wanted[i][1],
+        )
+        if d_kernel is not None:
+            grads[f"{names[i]}/kernel"][term] = d_kernel
         if d_bias is not None:
             grads[f"{names[i]}/bias"][term] = d_bias
-        if i > 0:
+        if i > lowest:
             assert d_x is not None
             below = passes[i - 1]
             g_z = layers[i - 1].activation.vjp(below.z, below.y, d_x)
@@ -262,7 +276,7 @@ def network(
     layers: Sequence[LayerSpec],
     loss: str | Mapping[str, Any] | Loss = "mean_squared_error",
     activity_normalization: str = "batch",
-    return_gradients: bool = True,
+    return_gradients: GradientsSpec = True,
     sample_weight: np.ndarray | None = None,
 ) -> NetworkResult:
     """Forward pass of a Dense stack, every loss term, and every term's gradient per parameter.
@@ -271,7 +285,9 @@ def network(
     weights the data loss's per-sample values (Keras's ``fit(sample_weight=...)``).  With
     the loss's ``reduction="none"``, ``data_loss`` is the sum of the weighted per-sample
     values (its gradient is what ``tf.GradientTape`` gives for that tensor) and
-    ``data_loss_values`` holds them.
+    ``data_loss_values`` holds them.  ``return_gradients`` selects the gradients
+    (:mod:`service.core.selection`): a term's backward pass runs only as deep as the
+    lowest parameter that needs it.
     """
     check_normalization(activity_normalization)
     if not layers:
@@ -298,7 +314,8 @@ def network(
     t = np.asarray(targets, dtype=wd)
     head = passes[-1]
     data_value, g_top = head_loss(
-        data_loss_fn, built[-1].activation, head.z, head.y, t, sample_weight, return_gradients
+        data_loss_fn, built[-1].activation, head.z, head.y, t, sample_weight,
+        gradient_selection(return_gradients) is not None,
     )
     values = None
     if np.ndim(data_value) > 0:
@@ -311,31 +328,39 @@ def network(
             terms[f"{name}/{term}"] = value
     losses = finish({**terms, "total": total(terms, head.y.dtype.type(0))}, dtype, prefix="losses.")
     outputs = finish({"outputs": head.y}, dtype)["outputs"]
-    if not return_gradients:
+    selection = gradient_selection(return_gradients)
+    if selection is None:
         return NetworkResult(outputs=outputs, losses=losses, gradients=None, data_loss_values=values)
 
-    grads: dict[str, dict[str, FloatArray]] = {}
     like: dict[str, FloatArray] = {}
     for name, layer in zip(names, built, strict=True):
-        grads[f"{name}/kernel"], like[f"{name}/kernel"] = {}, layer.kernel
+        like[f"{name}/kernel"] = layer.kernel
         if layer.bias is not None:
-            grads[f"{name}/bias"], like[f"{name}/bias"] = {}, layer.bias
+            like[f"{name}/bias"] = layer.bias
+    selection.check(like, [*terms, TOTAL], "return_gradients")
+    grads: dict[str, dict[str, FloatArray]] = {q: {} for q in like if selection.wants_parameter(q)}
 
-    assert g_top is not None
-    _backprop(built, passes, names, len(built) - 1, g_top, "data_loss", grads)
+    def needs(param: str, term: str) -> bool:
+        return param in grads and selection.needs(param, term)
+
+    if any(needs(q, "data_loss") for q in grads):
+        assert g_top is not None
+        _backprop(built, passes, names, len(built) - 1, g_top, "data_loss", grads, needs)
     for k, (name, layer) in enumerate(zip(names, built, strict=True)):
         for term, reg in layer.regularizers.items():
             label = f"{name}/{term}"
             if term == "kernel_regularizer":
-                grads[f"{name}/kernel"][label] = reg.gradient(layer.kernel)
+                if needs(f"{name}/kernel", label):
+                    grads[f"{name}/kernel"][label] = reg.gradient(layer.kernel)
             elif term == "bias_regularizer":
-                assert layer.bias is not None
-                grads[f"{name}/bias"][label] = reg.gradient(layer.bias)
-            else:
+                if needs(f"{name}/bias", label):
+                    assert layer.bias is not None
+                    grads[f"{name}/bias"][label] = reg.gradient(layer.bias)
+            elif any(needs(q, label) for q in grads):
                 g_z = activity_gradient(layer, passes[k], divisors[k])
-                _backprop(built, passes, names, k, g_z, label, grads)
+                _backprop(built, passes, names, k, g_z, label, grads, needs)
     gradients = {
-        param: finish({**of, "total": total(of, like[param])}, dtype, prefix=f"gradients.{param}.")
+        param: finish(chosen(of, like[param], selection, param), dtype, prefix=f"gradients.{param}.")
         for param, of in grads.items()
     }
     return NetworkResult(outputs=outputs, losses=losses, gradients=gradients, data_loss_values=values)

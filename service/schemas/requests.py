@@ -3,6 +3,7 @@ loss specs (validated by the core's own ``get()``), and the four compute request
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -23,6 +24,7 @@ from service import wire
 from service.core import activations, losses, regularizers
 from service.core.errors import CoreError, SpecError
 from service.core.network import LayerSpec
+from service.core.selection import Selection, gradient_selection
 from service.errors import TooManyLayers, did_you_mean
 from service.schemas.base import (
     ActivationName,
@@ -179,6 +181,34 @@ Activation = Annotated[
 ]
 Loss = Annotated[losses.Loss, ParsedBy(_core_spec(losses.get), LossName | LossObject)]
 
+
+class GradientSelection(_Schema):
+    """Named parameters and terms (either list omitted = all of them); unknown names are a
+    422 listing the valid ones."""
+
+    parameters: list[str] | None = None
+    terms: list[str] | None = None
+
+
+def _selection(value: Any) -> Selection | None:
+    if value is None:
+        raise PydanticCustomError("invalid_spec", "{reason}", {"reason": "null is not a selection; "
+                                  'send true, false, "totals" or {"parameters": [...], "terms": [...]}'})
+    return _core_spec(functools.partial(gradient_selection, field="a gradient selection"))(value)
+
+
+ReturnGradients = Annotated[
+    Selection | bool | None,
+    ParsedBy(
+        _selection,
+        Annotated[
+            StrictBool | Literal["totals"] | GradientSelection,
+            Field(description='true, false, "totals" (only each parameter\'s total) or '
+                  '{"parameters": [...], "terms": [...]}'),
+        ],
+    ),
+]
+
 # --------------------------------------------------------------------------- requests
 
 
@@ -233,7 +263,7 @@ class PenaltyRequest(RequestModel):
 
     tensor: Tensor
     regularizer: Regularizer
-    return_gradient: StrictBool = True
+    return_gradient: ReturnGradients = True
     encoding: Encoding = Encoding.json
 
 
@@ -259,7 +289,7 @@ class PenaltiesRequest(RequestModel):
     )
 
     weights: dict[str, WeightPenalty]
-    return_gradients: StrictBool = True
+    return_gradients: ReturnGradients = True
     encoding: Encoding = Encoding.json
 
 
@@ -328,7 +358,7 @@ class DenseRequest(_LayerFields):
 
     inputs: Tensor
     activity_normalization: ActivityNormalization = ActivityNormalization.batch
-    return_gradients: StrictBool = True
+    return_gradients: ReturnGradients = True
     encoding: Encoding = Encoding.json
 
     @model_validator(mode="after")
@@ -387,7 +417,7 @@ class NetworkRequest(RequestModel):
         "one per sample; broadcast against them after Keras's squeeze/expand of a trailing 1.",
     )
     activity_normalization: ActivityNormalization = ActivityNormalization.batch
-    return_gradients: StrictBool = True
+    return_gradients: ReturnGradients = True
     encoding: Encoding = Encoding.json
 
     @model_validator(mode="before")

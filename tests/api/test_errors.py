@@ -193,7 +193,8 @@ CASES: list[tuple[str, str, Any, int, dict[str, Any]]] = [
     ("missing_tensor", "/v1/penalty", {"regularizer": "l1"}, 422,
      invalid(["body", "tensor"], "Field required", "validation_error", "missing")),
     ("return_gradient_as_string", "/v1/penalty", pen([1], return_gradient="yes"), 422,
-     invalid(["body", "return_gradient"], "Input should be a valid boolean", "validation_error", "bool_type")),
+     invalid(["body", "return_gradient"], 'a gradient selection must be true, false, "totals" or '
+             '{"parameters": [...], "terms": [...]}, got \'yes\'', "invalid_spec")),
     ("unknown_encoding", "/v1/penalty", pen([1], encoding="base64"), 422,
      invalid(["body", "encoding"], "Input should be 'json' or 'b64'", "validation_error", "enum")),
     ("body_is_an_array", "/v1/penalty", [1, 2], 422,

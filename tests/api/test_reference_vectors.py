@@ -113,13 +113,19 @@ def test_reference_activation_through_an_identity_dense_layer(
                 "data": np.eye(units).reshape(-1).tolist()}
     request = {"inputs": x, "kernel": identity, "activation": case["activation"], "return_gradients": False}
     answer = post(client, "/v1/dense", request, form)
+    assert_activation_close(answer["outputs"], case)
+
+
+def assert_activation_close(outputs: np.ndarray, case: dict[str, Any]) -> None:
+    """An activation case's answer against Keras: :func:`assert_close`, or for FP16 (Keras's
+    half kernels vs float32-then-rounded) the README's FP16 bound."""
     expected = vectors.tensor(case["expected"]["y"])
-    if x["datatype"] == "FP16":  # Keras's half kernels vs float32-then-rounded: the README's FP16 bound
-        assert answer["outputs"].dtype == np.float16 and answer["outputs"].shape == expected.shape
+    if case["x"]["datatype"] == "FP16":
+        assert outputs.dtype == np.float16 and outputs.shape == expected.shape
         bound = 2.1e-3 * np.maximum(1.0, np.abs(expected.astype(np.float64)))
-        assert np.all(np.abs(answer["outputs"].astype(np.float64) - expected) <= bound), case["id"]
+        assert np.all(np.abs(outputs.astype(np.float64) - expected) <= bound), case["id"]
         return
-    assert_close(answer["outputs"], expected, case["id"])
+    assert_close(outputs, expected, case["id"])
 
 
 def test_reference_losses_over_network_with_an_identity_layer(client: TestClient) -> None:

@@ -81,7 +81,7 @@ def test_component_names_read_well_in_a_generated_client(spec: dict[str, Any]) -
     assert sorted(spec["components"]["schemas"]) == sorted([
         "ActivationList", "ActivationName", "ActivationObject", "ActivityNormalization", "Datatype",
         "DenseLayer", "DenseRequest", "DenseResponse", "Diagnostic", "Encoding", "ErrorBody", "ErrorDetail",
-        "ErrorResponse", "FunctionInfo", "KerasRegularizer", "L1L2Regularizer", "L1Regularizer", "L2Regularizer",
+        "ErrorResponse", "FunctionInfo", "GradientSelection", "KerasRegularizer", "L1L2Regularizer", "L1Regularizer", "L2Regularizer",
         "LayerSummary", "LossList", "LossName", "LossObject", "ModelRequest", "ModelResponse", "NamedTensors",
         "NetworkRequest", "NetworkResponse", "OrthogonalRegularizer",
         "ParameterGradients", "PenaltiesRequest", "PenaltiesResponse", "PenaltyRequest", "PenaltyResponse",

@@ -79,6 +79,7 @@ class Dense(Layer):
 
     def backward_from_logits(self, g_z: np.ndarray, cache: Cache) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
         d_kernel, d_bias, d_x = dense_math.backward(self._math(), cache, g_z)
+        assert d_kernel is not None
         grads = {"kernel": d_kernel}
         if d_bias is not None:
             grads["bias"] = d_bias

@@ -1,4 +1,4 @@
-"""Tensors on the wire <-> NumPy arrays: the only place that reads or writes one.
+"""JSON tensors <-> NumPy arrays (the JSON half of :mod:`service.wire`).
 
 Input forms (API.md, "Tensors")::
 
@@ -28,8 +28,8 @@ Sizes are checked from the declared or probed shape before anything is allocated
 
 from __future__ import annotations
 
-import base64
 import binascii
+import contextvars
 import functools
 import itertools
 import math
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pybase64
 
 from service.core.numeric import DATATYPES, check_finite, datatype_name
 from service.errors import TooManyElements, did_you_mean
@@ -94,10 +95,25 @@ def decode(value: Any, budget: Budget) -> np.ndarray:
         return _from_nested(value, DATATYPES[DEFAULT_DATATYPE], budget, declared=None)
     if isinstance(value, dict):
         return _from_object(value, budget)
+    if isinstance(value, np.ndarray) and value.dtype in _FLOAT_DTYPES:
+        return _from_array(value, budget)
     raise TensorError(
         f"a tensor is a JSON array of numbers or an object with shape, datatype and data "
         f"(or b64), got {_kind(value)}"
     )
+
+
+#: The dtypes a binary body may carry (``service.wire.safetensors`` reads F16, F32, F64).
+_FLOAT_DTYPES = frozenset(DATATYPES.values())
+
+
+def _from_array(array: np.ndarray, budget: Budget) -> np.ndarray:
+    """A tensor that arrived as raw bytes (a read-only view of the body): counted and checked."""
+    budget.reserve(array.size, f"shape {list(array.shape)}")
+    if array.ndim > budget.max_depth:
+        raise TensorError(f"shape has {array.ndim} dimensions; at most {budget.max_depth} are allowed")
+    _check_values(array, lambda index: array[index].item(), "the tensor")
+    return array
 
 
 def _from_object(obj: dict[str, Any], budget: Budget) -> np.ndarray:
@@ -249,11 +265,11 @@ def _from_b64(text: Any, shape: tuple[int, ...], dtype: np.dtype[Any], budget: B
     count = math.prod(shape)
     budget.reserve(count, f"shape {list(shape)}")
     try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
+        raw = pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
         raise TensorError(
-            f"b64 is not valid base64 ({exc}); encode the little-endian bytes with the "
-            "standard alphabet and padding"
+            f"b64 is not valid base64 ({_base64_problem(text)}); encode the little-endian "
+            "bytes with the standard alphabet and padding"
         ) from None
     needed = count * dtype.itemsize
     if len(raw) != needed:
@@ -265,6 +281,16 @@ def _from_b64(text: Any, shape: tuple[int, ...], dtype: np.dtype[Any], budget: B
     array = array.reshape(shape)
     _check_values(array, lambda index: array[index].item(), "b64")
     return array
+
+
+def _base64_problem(text: str) -> str:
+    """What is wrong with ``text`` (on the error path only: pybase64 says only "Non-base64
+    digit found" for every problem; binascii's strict mode names it)."""
+    try:
+        binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        return str(exc)
+    return "not canonical base64"  # pragma: no cover - both decoders refuse the same strings
 
 
 def _check_values(array: np.ndarray, original: Any, name: str) -> None:
@@ -293,20 +319,28 @@ def _at(value: Any, index: Sequence[int]) -> Any:
 # --------------------------------------------------------------------------- encoding
 
 
+#: Set while a response is written as safetensors: :func:`encode` keeps arrays as they are.
+RAW_TENSORS: contextvars.ContextVar[bool] = contextvars.ContextVar("raw_tensors", default=False)
+
+
 def encode(array: np.ndarray, encoding: str = "json", *, what: str = "tensor") -> dict[str, Any]:
     """An array -> ``{"shape", "datatype", "data" | "b64"}``; refuses non-finite values.
 
     ``data`` stays a NumPy array, flat and C-contiguous, for ``orjson`` to write directly
     (``OPT_SERIALIZE_NUMPY``); FP16 is mapped to the float64 values whose shortest repr
-    is the FP16 one, because orjson writes half floats as float32.
+    is the FP16 one, because orjson writes half floats as float32.  While
+    :data:`RAW_TENSORS` is set (a safetensors response), ``data`` is the array itself,
+    in its shape and dtype, whatever ``encoding`` says.
     """
     dtype = array.dtype
     check_finite(what, array, dtype=dtype)
     head: dict[str, Any] = {"shape": list(array.shape), "datatype": datatype_name(dtype)}
+    if RAW_TENSORS.get():
+        return {**head, "data": array}
     flat = np.ascontiguousarray(array).reshape(-1)
     if encoding == "b64":
         little = flat.astype(dtype.newbyteorder("<"), copy=False)  # no copy on little-endian hosts
-        return {**head, "b64": base64.b64encode(little.data).decode("ascii")}
+        return {**head, "b64": pybase64.b64encode_as_string(little.data)}
     if dtype == np.float16:
         flat = _half_as_shortest_double()[flat.view(np.uint16)]
     return {**head, "data": flat}
@@ -362,4 +396,4 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-__all__ = ["Budget", "TensorError", "decode", "encode", "scalar"]
+__all__ = ["RAW_TENSORS", "Budget", "TensorError", "decode", "encode", "scalar"]
