@@ -21,7 +21,7 @@ parser) and :mod:`service.wire` (nothing server-side).  ``http=`` takes any ``ht
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -187,6 +187,17 @@ class Client:
         return NetworkResult(tensors["outputs"], doc["losses"], grads)
 
     # ----------------------------------------------------------------------- transport
+
+    def train(
+        self, request: Mapping[str, Any], *, on_progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """``POST /v1/train`` (a JSON body as API.md shows it), streamed as Server-Sent Events
+        on this client's connection: ``on_progress`` gets each progress event (``step``,
+        ``steps``, ``epoch``, ``losses``); the result is the run's JSON answer.  Errors raise
+        :class:`ServiceError` (:class:`~service.client.training.TrainError`)."""
+        from service.client import training
+
+        return training.train("", dict(request), on_progress=on_progress, http=self.http)
 
     def post(self, path: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """POST ``body`` (arrays anywhere in it) -> ``(the rest of the answer, its arrays by

@@ -6,8 +6,9 @@
 
 ``stream(...)`` is the same run as a generator: it yields each ``progress`` event's data
 and returns the ``result`` event's body (``StopIteration.value``).  An ``error`` event or
-an error response raises :class:`TrainError` carrying the error envelope.  Only httpx is
-needed (no server code is imported).
+an error response raises :class:`TrainError` (a :class:`~service.client.ServiceError`)
+carrying the error envelope.  Only httpx is needed (no server code is imported).
+:meth:`service.client.Client.train` is the same call on a client's connection.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from typing import Any
 
 import httpx
 
+from service.client import ServiceError
+
 Progress = dict[str, Any]
 Result = dict[str, Any]
 
 
-class TrainError(RuntimeError):
-    """The service refused or stopped the run; ``error`` is the envelope's ``error`` object."""
+class TrainError(ServiceError):
+    """The service refused or stopped the run; ``error`` is the envelope's ``error`` object
+    (``code``, ``message`` and ``details`` as on every :class:`ServiceError`)."""
 
     def __init__(self, status: int, error: dict[str, Any]) -> None:
-        super().__init__(f"{status} {error.get('code')}: {error.get('message')}")
-        self.status = status
+        super().__init__(status, {"error": error})
         self.error = error
 
 

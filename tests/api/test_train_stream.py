@@ -108,6 +108,19 @@ def test_client_yields_progress_and_returns_the_json_answer(base_url: str) -> No
     assert err.value.status == 422 and err.value.error["code"] == "invalid_spec"
 
 
+def test_client_class_trains_on_its_connection_and_raises_service_errors(base_url: str) -> None:
+    from service.client import Client, ServiceError
+
+    seen: list[dict] = []
+    with Client(base_url) as client:
+        result = client.train(small_run(), on_progress=seen.append)
+        assert result == httpx.post(f"{base_url}/v1/train", json=small_run()).json()
+        assert [p["step"] for p in seen][-1] == 60
+        with pytest.raises(ServiceError) as err:
+            client.train({**small_run(), "batch_size": 0})
+    assert err.value.status == 422 and err.value.code == "validation_error" and "batch_size" in err.value.message
+
+
 def test_cli_writes_the_result_and_a_plot(base_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     req = tmp_path / "request.json"
     req.write_text(json.dumps(small_run()))
