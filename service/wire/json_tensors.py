@@ -154,6 +154,11 @@ def _shape(shape: Any, budget: Budget) -> tuple[int, ...]:
     for i, dim in enumerate(shape):
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0:
             raise TensorError(f"shape[{i}] is {_kind(dim)}; dimensions are integers >= 0")
+        if dim > budget.max_tensor_elements:  # even beside a 0: no axis longer than a whole tensor
+            raise TooManyElements(
+                f"shape[{i}] is {dim}; one dimension is at most {budget.max_tensor_elements} "
+                "(the elements of a whole tensor), even in an empty tensor"
+            )
     return tuple(shape)
 
 

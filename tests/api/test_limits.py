@@ -63,6 +63,15 @@ def test_a_declared_shape_of_ten_billion_elements_is_refused_before_allocating(c
             "send a smaller tensor or split the request"))
 
 
+def test_an_empty_shape_with_an_enormous_axis_is_a_413_naming_the_axis(client: TestClient) -> None:
+    """[0, 2**62, 2**62] has no elements, but NumPy cannot even describe it: refused by the
+    wire's own check (not NumPy's 'array is too big' as a validation error)."""
+    tensor = {"shape": [0, 2**62, 2**62], "datatype": "FP32", "data": []}
+    response = client.post("/v1/penalty", json={"tensor": tensor, "regularizer": "l1"})
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "too_many_elements")
+    assert f"shape[1] is {2**62}; one dimension is at most 16777216" in response.json()["error"]["message"]
+
+
 def test_nested_tensor_over_the_element_limit(make_client: MakeClient) -> None:
     client = make_client(max_tensor_elements=10)
     response = client.post("/v1/penalty", json={"tensor": [[1, 2, 3, 4]] * 3, "regularizer": "l1"})
