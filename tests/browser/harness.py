@@ -147,7 +147,3 @@ def post(api: httpx.Client, path: str, body: Any) -> Any:
     response = api.post(path, json=body)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def route_missing(api: httpx.Client, path: str) -> bool:
-    return api.post(path, json={}).status_code == 404

@@ -18,7 +18,6 @@ from tests.browser.harness import (
     chromium_missing,
     curl_bodies,
     post,
-    route_missing,
     text,
     values,
 )
@@ -31,12 +30,10 @@ pytestmark = [
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-# --- Training runs and Bring a model (routes built on other branches) --------------------
+# --- Training runs and Bring a model ---------------------------------------------------
 
 
 def test_train_view_streams_each_run(pw: Watched, api: httpx.Client) -> None:
-    if route_missing(api, "/v1/train"):
-        pytest.skip("route not available on this build (POST /v1/train answers 404)")
     pw.open("train")
     pw.page.click("#train-run")
     assert pw.wait("train", timeout=120_000) == "done"
@@ -52,23 +49,11 @@ def test_train_view_streams_each_run(pw: Watched, api: httpx.Client) -> None:
         assert bars == answer["weights"]["dense/kernel"]["data"]
 
 
-def test_train_view_says_when_the_route_is_missing(pw: Watched, api: httpx.Client) -> None:
-    if not route_missing(api, "/v1/train"):
-        pytest.skip("POST /v1/train exists on this build")
-    pw.allowed_statuses.add(404)
-    pw.open("train")
-    pw.page.click("#train-run")
-    assert pw.wait("train") == "error"
-    assert text(pw, '#train [data-error-for="*"]').startswith("route not available on this build")
-
-
 def model_request() -> dict[str, Any]:
     return {"inputs": [[1.0, 2.0, 3.0, 4.0]], "return_gradients": False}
 
 
 def test_model_view_reports_an_uploaded_keras_file(pw: Watched, api: httpx.Client) -> None:
-    if route_missing(api, "/v1/model"):
-        pytest.skip("route not available on this build (POST /v1/model answers 404)")
     pw.open("model")
     pw.page.set_input_files("#model-file", str(FIXTURES / "dense.keras"))
     pw.page.click("#model-run")
@@ -86,20 +71,12 @@ def test_model_view_reports_an_uploaded_keras_file(pw: Watched, api: httpx.Clien
             assert values(pw, f'#model-layers [data-name="{layer["name"]}/{term}"]') == [value]
 
 
-def test_model_view_says_when_the_route_is_missing(pw: Watched, api: httpx.Client) -> None:
-    if not route_missing(api, "/v1/model"):
-        pytest.skip("POST /v1/model exists on this build")
-    pw.allowed_statuses.add(404)
+def test_model_view_asks_for_a_file_before_sending(pw: Watched) -> None:
     pw.open("model")
     pw.page.click("#model-run")
     assert text(pw, '#model [data-error-for="model"]') == "choose a .keras file first"
-    pw.page.set_input_files("#model-file", str(FIXTURES / "dense.keras"))
-    pw.page.click("#model-run")
-    assert pw.wait("model") == "error"
-    assert text(pw, '#model [data-error-for="*"]').startswith("route not available on this build")
 
 
-# --- The training view's own logic, in the page -----------------------------------------
 
 READ_EVENTS = """async (chunks) => {
   const { readEvents } = await import('./static/playground/js/train.js');

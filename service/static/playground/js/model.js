@@ -48,9 +48,6 @@ async function computeOnce() {
     return showError(view, unreachable(exc));
   }
   const body = await readJson(response);
-  if (response.status === 404) {
-    return showError(view, { error: { message: `route not available on this build: ${body.error?.message}` } });
-  }
   if (response.status !== 200) return showError(view, body, { weights: "model", inputs: "request", targets: "request", loss: "request" });
   draw(body);
   view.dataset.state = "done";

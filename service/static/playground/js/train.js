@@ -127,10 +127,6 @@ async function stream(run, request, column) {
   } catch (exc) {
     return { error: unreachable(exc) };
   }
-  if (response.status === 404) {
-    const body = await readJson(response);
-    return { error: { error: { ...body.error, message: `route not available on this build: ${body.error?.message}` } } };
-  }
   if (!response.ok || !(response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
     return { error: await readJson(response) };
   }
