@@ -1,14 +1,17 @@
 """Large bodies are served in a process pool, so the event loop never waits on them.
 
-A thread does not free the event loop from a large JSON body: parsing it (``jiter``),
-turning lists into arrays and writing the answer (``orjson``) each hold the GIL for the
-whole call — 0.7 s, 0.2 s and 0.4 s for a 64 MiB body — and ``/healthz`` would wait as
-long.  A body of at least ``PENALTY_OFFLOAD_BYTES`` (1 MiB) is therefore sent to one of
+A thread does not free the event loop from a large JSON body of numbers: parsing it
+(``jiter``), turning lists into arrays and writing the answer (``orjson``) each hold the
+GIL for the whole call — 0.7 s, 0.2 s and 0.4 s for a 64 MiB body — and ``/healthz``
+would wait as long.  A JSON body of at least ``PENALTY_OFFLOAD_BYTES`` (1 MiB) that holds
+numbers in bulk (:func:`wanted`) is therefore sent to one of
 ``PENALTY_OFFLOAD_PROCESSES`` worker processes, which parse, validate, price, compute and
 encode it exactly as the threadpool path does (the same :class:`~service.api.routing.WireRoute`
 code) and send back the finished response bytes; error responses are rendered there by
-the same handlers (:func:`service.errors.render`).  Smaller bodies stay in the threadpool
-(a round trip to a process costs more than they do).
+the same handlers (:func:`service.errors.render`).  Smaller bodies, and bodies whose
+tensors are ``b64`` strings (one JSON value each: they parse at memory speed and the
+arrays are views of their decoded bytes), stay in the threadpool: a round trip to a
+process, copying the body there and the answer back, costs more than they hold the GIL.
 
 Memory: a request served here holds its body in the worker process (reserved by
 admission control, ``service.budget``) and its parse, work and answer in a pool process;
@@ -41,6 +44,27 @@ Result = tuple[int, bytes, dict[str, str], str | None, str | None]
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
 _lock = threading.Lock()
+
+
+#: Bytes of each window of a body :func:`wanted` samples.
+SAMPLE_BYTES = 1 << 16
+#: A window holding at least one comma per this many bytes is a body of JSON numbers.
+BYTES_PER_VALUE = 64
+
+
+def wanted(body: bytes, settings: Settings) -> bool:
+    """Serve this JSON body in the pool?  When it has ``PENALTY_OFFLOAD_BYTES`` or more and
+    holds JSON numbers in bulk: one of three 64 KiB windows (start, middle, end) has a
+    comma per :data:`BYTES_PER_VALUE` bytes or more.  A body whose tensors are ``b64``
+    strings has a handful of commas in all; sampling keeps the check off the body's size."""
+    n = len(body)
+    if not settings.offload_bytes or n < settings.offload_bytes:
+        return False
+    for start in (0, n // 2, max(0, n - SAMPLE_BYTES)):
+        window = body[start:start + SAMPLE_BYTES]
+        if window.count(b",") * BYTES_PER_VALUE >= len(window):
+            return True
+    return False
 
 
 def pool(processes: int) -> ProcessPoolExecutor:

@@ -26,9 +26,10 @@ above) handed to it.
 Where the work runs: a body under ``Settings.inline_body_bytes`` is read, computed and
 written on the event loop (a thread hop costs more than such a request's whole work,
 ``bench/transport.py``); a larger one does all three in one threadpool call; a JSON body of
-``PENALTY_OFFLOAD_BYTES`` or more is served whole in a process pool (``service.offload``:
-parsing and encoding JSON hold the GIL for a large body's whole parse, so a thread would
-not free the event loop; safetensors bodies are views and stay in the threadpool).  Every
+``PENALTY_OFFLOAD_BYTES`` or more that holds numbers in bulk is served whole in a process
+pool (``service.offload.wanted``: parsing and encoding JSON numbers hold the GIL for the
+whole body, so a thread would not free the event loop; ``b64`` and safetensors tensors
+stay in the threadpool).  Every
 validated request is priced (``service.budget.charge``: 413 ``too_expensive`` over the
 limits) and its cost reserved against admission control before the route computes.  A binary
 answer is sent as its pieces (header, then each array's own bytes) without joining them.
@@ -292,7 +293,7 @@ class WireRoute(APIRoute):
         binary = wants_safetensors(request)
         kind = body_format(request)
         body = await request.body()  # over the size limit: a 413 here
-        if kind == "json" and not binary and settings.offload_bytes and len(body) >= settings.offload_bytes:
+        if kind == "json" and not binary and offload.wanted(body, settings):
             return await self.offloaded(body, settings)
         ticket = request.scope.get(budget.SCOPE_KEY)
         work = functools.partial(self.run, body, kind, settings, binary, ticket)

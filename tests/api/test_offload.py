@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -60,6 +61,30 @@ def test_small_bodies_stay_in_the_threadpool(make_client: MakeClient) -> None:
     client = make_client(offload_bytes=10_000)
     assert client.post("/v1/penalty", json=SEED).json()["penalty"] == 4.8
     assert offload._pool is None  # no process was started for it
+
+
+def test_only_bodies_of_json_numbers_go_to_the_pool() -> None:
+    """Over the size threshold, a body of JSON numbers is offloaded and a body whose tensor
+    is one b64 string is not (it parses at memory speed); under it, neither."""
+    import base64
+
+    import numpy as np
+
+    from service.offload import wanted
+    from tests.conftest import make_settings
+
+    settings = make_settings(offload_bytes=100_000)
+    x = np.linspace(-1, 1, 60_000, dtype=np.float32)
+    numbers = orjson.dumps({"tensor": x.tolist(), "regularizer": "l1"})
+    b64 = orjson.dumps({"tensor": {"shape": [60_000], "b64": base64.b64encode(x.tobytes()).decode()},
+                        "regularizer": "l1"})
+    assert len(numbers) > 100_000 and len(b64) > 100_000
+    assert wanted(numbers, settings) and not wanted(b64, settings)
+    mixed = orjson.dumps({"inputs": {"shape": [60_000], "b64": base64.b64encode(x.tobytes()).decode()},
+                          "targets": x.tolist()})  # numbers at the end only
+    assert wanted(mixed, settings)
+    assert not wanted(numbers, make_settings(offload_bytes=len(numbers) + 1))
+    assert not wanted(numbers, make_settings(offload_bytes=0))
 
 
 def test_a_dead_pool_process_is_a_503_and_the_pool_restarts(make_client: MakeClient) -> None:
