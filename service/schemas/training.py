@@ -162,6 +162,14 @@ class Record(RequestModel):
         description="Sparsity = the fraction of weights with |w| ≤ tolerance.")
 
 
+def _dense_only(model: dict[str, Any]) -> bool:
+    """Whether a model config holds only Dense layers (the others are priced by the route,
+    from :func:`service.core.model.cost`)."""
+    layers = (model.get("config") or {}).get("layers") if isinstance(model.get("config"), dict) else None
+    return isinstance(layers, list) and all(
+        isinstance(x, dict) and x.get("class_name") in ("Dense", "InputLayer") for x in layers)
+
+
 class TrainRequest(RequestModel):
     """A training run over a Dense stack (``layers``, as ``/v1/network``) or a Keras model
     (``model`` + ``weights``, as ``/v1/model``; in training mode: BatchNormalization uses
@@ -212,7 +220,7 @@ class TrainRequest(RequestModel):
         if isinstance(self.inputs, np.ndarray) and self.inputs.ndim >= 1:
             rows = min(self.batch_size, self.inputs.shape[0]) * math.prod(self.inputs.shape[1:-1])
             kernels = [layer.kernel for layer in self.layers or []]
-            if self.weights is not None:
+            if self.weights is not None and self.model is not None and _dense_only(self.model.root):
                 kernels += [w for k, w in self.weights.root.items() if k.endswith("/kernel")]
             for i, kernel in enumerate(kernels):
                 if kernel.ndim == 2:
