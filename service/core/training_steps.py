@@ -32,6 +32,7 @@ weights, ``(losses, gradients, updates)``::
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -111,6 +112,7 @@ class KerasModel:
 
     def __init__(self, model: Model, weights: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray],
                  loss: Loss | Any, normalization: str, dtype: np.dtype[Any], seed: int = 0) -> None:
+        model = copy.deepcopy(model)  # its Dropout layers are re-seeded at each step
         self.model, self.loss, self.normalization, self.seed = model, loss, normalization, seed
         cast = {k: np.asarray(v, dtype) for k, v in weights.items()}
         check_weights(model, cast, shapes_of(model, {n: x.shape for n, x in inputs.items()}))

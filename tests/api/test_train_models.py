@@ -4,6 +4,7 @@ SSE answers, a run continued from its returned weights and state, and the 4xx/41
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -79,3 +80,21 @@ def test_model_runs_are_priced(make_client: Callable[..., TestClient]) -> None:
            "targets": {"shape": [400, 2], "datatype": "FP32", "data": [0.0] * 800}, "batch_size": 400}
     r = client.post("/v1/train", json=big)
     assert r.status_code == 413 and "use a smaller batch_size" in r.json()["error"]["message"]
+
+
+def test_a_dense_chain_with_a_frozen_layer_keeps_it(client: TestClient) -> None:
+    """A frozen Dense layer sends the chain to the model path: its weights do not move and
+    its regularizer is not counted (Keras regularizes trainable weights only)."""
+    dense = cases("fit_runs")[0]
+    req = dict(dense["request"])
+    weights = {f"{layer['name']}/{w}": layer[w] for layer in req.pop("layers") for w in ("kernel", "bias")}
+    model = json.loads(json.dumps(dense["keras_model"]))
+    model["config"]["layers"][1]["config"]["trainable"] = False
+    r = client.post("/v1/train", json={**req, "model": model, "weights": weights})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    for name in ("dense/kernel", "dense/bias"):
+        np.testing.assert_array_equal(tensor(body["weights"][name]), tensor(weights[name]))
+    assert set(body["history"]["weights"]) == {"dense_1/kernel", "dense_1/bias"}
+    assert "dense/kernel_regularizer" not in body["history"]["losses"]
+    assert not np.allclose(tensor(body["weights"]["dense_1/kernel"]), tensor(weights["dense_1/kernel"]))
