@@ -21,11 +21,13 @@ from fastapi.responses import StreamingResponse
 from service.api.responses import POST_ERRORS
 from service.api.routing import WireRoute
 from service.config import Settings
-from service.core import training
-from service.core.dense_models import dense_stack
+from service.core import keras_config, training
+from service.core.dense_models import NotSupported, dense_stack
 from service.core.errors import CoreError
+from service.core.model import Model, cost
 from service.core.network import LayerSpec
-from service.errors import ApiError, TooExpensive, core_loc, envelope
+from service.core.training_steps import batch_shapes
+from service.errors import ApiError, TooExpensive, TooManyElements, core_loc, envelope
 from service.schemas.training import TrainProgress, TrainRequest, TrainResponse
 
 router = APIRouter(prefix="/v1", route_class=WireRoute, tags=["training"], responses=POST_ERRORS)
@@ -40,35 +42,51 @@ class TrainFields(ApiError):
     code = "validation_error"
 
 
-def _layers(request: TrainRequest) -> list[LayerSpec]:
+def _network(request: TrainRequest) -> tuple[list[LayerSpec], Model | None]:
+    """A Dense stack (``layers``, or a ``model`` that is a chain of Dense layers: the fast
+    path) or, for any other Keras model, the parsed model."""
     if (request.model is None) == (request.layers is None):
         raise TrainFields("send exactly one of `layers` (a Dense stack, as /v1/network takes it) and "
-                          "`model` + `weights` (a Keras model made of Dense layers)")
+                          "`model` + `weights` (a Keras model, as /v1/model takes it)")
     if request.layers is not None:
-        return [layer.spec() for layer in request.layers]
+        return [layer.spec() for layer in request.layers], None
     assert request.model is not None
     if request.weights is None:
         raise TrainFields("`model` needs `weights` ('<layer>/<weight>' → tensor)")
-    return dense_stack(request.model.root, request.weights.root)
+    if not isinstance(request.inputs, dict):
+        try:
+            return dense_stack(request.model.root, request.weights.root), None
+        except NotSupported:
+            pass
+    return [], keras_config.from_config(request.model.root)
 
 
 def _config(request: TrainRequest) -> training.TrainConfig:
+    layers, model = _network(request)
     return training.TrainConfig(
-        request.inputs, request.targets, _layers(request), request.loss,
+        request.inputs, request.targets, layers, request.loss,
         request.optimizer, request.epochs, request.batch_size, request.shuffle, request.seed,
         request.activity_normalization.value, request.l1_proximal, request.record.every,
         tuple(request.record.sparsity_tolerances), request.state.core() if request.state else None,
+        model=model, weights=None if model is None or request.weights is None else request.weights.root,
     )
 
 
 def _admit(cfg: training.TrainConfig, settings: Settings) -> float:
     """Refuse a run over the budget (413); the deadline of one that is admitted."""
     training.check(cfg)
-    steps = cfg.epochs * training.steps_per_epoch(cfg.inputs.shape[0], cfg.batch_size)
+    per_epoch = training.steps_per_epoch(training.samples(cfg), cfg.batch_size)
+    steps = cfg.epochs * per_epoch
     if steps > settings.max_train_steps:
-        raise TooExpensive(f"the run has {steps} steps ({cfg.epochs} epochs × "
-                           f"{training.steps_per_epoch(cfg.inputs.shape[0], cfg.batch_size)}); "
+        raise TooExpensive(f"the run has {steps} steps ({cfg.epochs} epochs × {per_epoch}); "
                            f"the limit is {settings.max_train_steps}")
+    if cfg.model is not None:
+        shapes = batch_shapes(training.model_inputs(cfg), cfg.batch_size)
+        elements = cost(cfg.model, shapes).elements
+        if elements > settings.max_request_elements:
+            raise TooManyElements(f"one batch needs {elements} elements of layer outputs and scratch arrays "
+                                  f"(inputs {', '.join(f'{k} {list(v)}' for k, v in shapes.items())}); the limit "
+                                  f"is {settings.max_request_elements}: use a smaller batch_size")
     work = training.price(cfg)
     if work > settings.max_train_work:
         raise TooExpensive(f"the run costs {work:.3g} work units (steps × cost of one step); the limit "

@@ -100,6 +100,9 @@ def dense_stack(model: Mapping[str, Any], weights: Mapping[str, np.ndarray]) -> 
             raise NotSupported(f"/v1/train reads Keras models made of Dense layers so far; layer {i} "
                                f"({shown(config.get('name') if isinstance(config, Mapping) else None)}) is "
                                f"{shown(cls)}", field=f"model.config.layers.{i}")
+        if config.get("trainable") is False:
+            raise NotSupported(f"layer {i} is frozen (trainable: false); the Dense-stack reader trains every "
+                               "layer", field=f"model.config.layers.{i}")
         name = config.get("name")
         if not isinstance(name, str):
             raise SpecError(f"layer {i} has no name", field=f"model.config.layers.{i}.config.name")

@@ -13,6 +13,7 @@ from service.core.optimizers import OptimizerState
 from service.core.training import TrainResult
 from service.errors import TooManyLayers
 from service.schemas.base import ActivityNormalization, Encoding, ParsedBy, current_budget
+from service.schemas.model import _count_layers
 from service.schemas.requests import DenseLayer, Loss, RequestModel, Tensor, _core_spec
 from service.schemas.responses import Number, TensorResult, tensor_out
 
@@ -82,7 +83,9 @@ class OptimizerStateOut(BaseModel):
 
 class KerasModelConfig(RootModel[dict[str, Any]]):
     """``json.loads(model.to_json())`` or ``model.get_config()`` of a Sequential or Functional
-    model that is a chain of Dense layers (other layers: 422 ``not_supported`` for now)."""
+    model, Keras 3 or tf.keras 2 layout: any model ``/v1/model`` takes (a chain of Dense
+    layers runs on the Dense-stack path, every other model through the model evaluator in
+    training mode)."""
 
 
 class ModelWeights(RootModel[dict[str, Tensor]]):
@@ -159,8 +162,19 @@ class Record(RequestModel):
         description="Sparsity = the fraction of weights with |w| ≤ tolerance.")
 
 
+def _dense_only(model: dict[str, Any]) -> bool:
+    """Whether a model config holds only Dense layers (the others are priced by the route,
+    from :func:`service.core.model.cost`)."""
+    layers = (model.get("config") or {}).get("layers") if isinstance(model.get("config"), dict) else None
+    return isinstance(layers, list) and all(
+        isinstance(x, dict) and x.get("class_name") in ("Dense", "InputLayer") for x in layers)
+
+
 class TrainRequest(RequestModel):
-    """A training run over a Dense stack (``layers``, as ``/v1/network``)."""
+    """A training run over a Dense stack (``layers``, as ``/v1/network``) or a Keras model
+    (``model`` + ``weights``, as ``/v1/model``; in training mode: BatchNormalization uses
+    batch statistics and its moving statistics are updated each step, frozen layers keep
+    their weights, Dropout uses the service's own seeded masks, not Keras's stream)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"layers": [{"kernel": [[0.5], [-0.5]], "bias": [0.0], "kernel_regularizer": {"type": "l2", "l2": 0.01}}],
@@ -168,11 +182,13 @@ class TrainRequest(RequestModel):
          "loss": "mse", "optimizer": {"name": "sgd", "learning_rate": 0.1}, "epochs": 5, "batch_size": 2},
     ]})
 
-    model: KerasModelConfig | None = Field(None, description="A Keras model made of Dense layers (with "
-                                                             "`weights`); or send `layers`.")
-    weights: ModelWeights | None = Field(None, description="The model's weights, '<layer>/<weight>'.")
+    model: KerasModelConfig | None = Field(None, description="A Keras model, any that /v1/model takes "
+                                                             "(with `weights`); or send `layers`.")
+    weights: ModelWeights | None = Field(None, description="The model's weights, '<layer>/<weight>', "
+                                         "non-trainable ones (moving statistics, frozen layers) included.")
     layers: list[DenseLayer] | None = None
-    inputs: Tensor
+    inputs: Tensor | dict[str, Tensor] = Field(description="One tensor, or for a `model` one per input "
+                                               "layer by name; the first axis is the sample axis.")
     targets: Tensor
     loss: Loss = Field(default="mean_squared_error", validate_default=True)
     optimizer: OptimizerSpec = Field(default="rmsprop", validate_default=True)
@@ -190,18 +206,21 @@ class TrainRequest(RequestModel):
     @model_validator(mode="before")
     @classmethod
     def _layer_count(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("layers"), list):
+        if isinstance(data, dict):
             limit = current_budget().max_layers
-            if len(data["layers"]) > limit:
+            if isinstance(data.get("layers"), list) and len(data["layers"]) > limit:
                 raise TooManyLayers(f"the network has {len(data['layers'])} layers; the limit is {limit}")
+            n = _count_layers(data.get("model"))
+            if n > limit:
+                raise TooManyLayers(f"the model has {n} layers; the limit is {limit}")
         return data
 
     @model_validator(mode="after")
     def _outputs_fit(self) -> TrainRequest:
-        if self.inputs.ndim >= 1:
+        if isinstance(self.inputs, np.ndarray) and self.inputs.ndim >= 1:
             rows = min(self.batch_size, self.inputs.shape[0]) * math.prod(self.inputs.shape[1:-1])
             kernels = [layer.kernel for layer in self.layers or []]
-            if self.weights is not None:
+            if self.weights is not None and self.model is not None and _dense_only(self.model.root):
                 kernels += [w for k, w in self.weights.root.items() if k.endswith("/kernel")]
             for i, kernel in enumerate(kernels):
                 if kernel.ndim == 2:

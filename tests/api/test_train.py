@@ -230,22 +230,23 @@ def test_train_a_keras_model_config_matches_keras_fit(client: TestClient, case: 
     assert r.json() == client.post("/v1/train", json=case["request"]).json()
 
 
-def test_keras_models_other_than_dense_chains_are_named(client: TestClient) -> None:
+def test_keras_model_errors_name_the_layer_or_weight(client: TestClient) -> None:
+    """A model that is not a Dense chain goes to the model path: its errors name the layer."""
     req = model_request(FITS[0])
     conv = json.loads(json.dumps(req))
     conv["model"]["config"]["layers"][1]["class_name"] = "Conv2D"
     r = client.post("/v1/train", json=conv)
-    assert r.status_code == 422 and r.json()["error"]["code"] == "not_supported"
-    assert "Conv2D" in r.json()["error"]["message"]
+    assert r.status_code == 422 and "Conv2D" in r.json()["error"]["message"]
     missing = {**req, "weights": {k: v for k, v in req["weights"].items() if k != "dense_1/bias"}}
     r = client.post("/v1/train", json=missing)
     assert r.status_code == 422 and "dense_1/bias" in r.json()["error"]["message"]
     extra = {**req, "weights": {**req["weights"], "dense_9/kernel": [[1.0]]}}
     assert "dense_9/kernel" in client.post("/v1/train", json=extra).json()["error"]["message"]
-    branch = json.loads(json.dumps(req))
+    branch = json.loads(json.dumps(req))  # dense_1 fed by the input: a [3, 1] kernel on 4 features
     branch["model"]["config"]["layers"][2]["inbound_nodes"][0]["args"][0]["config"]["keras_history"][0] = "input_layer"
     r = client.post("/v1/train", json=branch)
-    assert r.status_code == 422 and "not fed by layer 'dense'" in r.json()["error"]["message"]
+    assert r.status_code == 400 and r.json()["error"]["code"] == "shape_mismatch"
+    assert "'dense_1/kernel' has shape [3, 1]" in r.json()["error"]["message"]
     assert client.post("/v1/train", json={**req, "weights": None}).status_code == 422
 
 

@@ -1,6 +1,6 @@
 """Generate Keras reference vectors for optimizers and training runs.
 
-Writes ``vectors/optimizer_steps.json`` and ``vectors/fit_runs.json``.  Every expected
+Writes ``vectors/optimizer_steps.json``, ``vectors/fit_runs.json`` and ``vectors/fit_models.json``.  Every expected
 number comes from real Keras 3.15.1 (TensorFlow backend): optimizer steps from
 ``optimizer.apply_gradients``, training runs from ``model.fit(shuffle=False)``.  NumPy
 only builds the seeded inputs (``crc32`` of the case id).
@@ -20,6 +20,12 @@ Keras variables are named ``kernel`` and ``bias``, so the exclusion patterns use
 "keras_model": json.loads(model.to_json()), "expected":
 {"weights": {name: tensor}, "history_loss": [per epoch], "batch_logs": [[logs["loss"]
 per batch] per epoch], "batch_sizes": [...]}}``: ``batch_logs`` are Keras's running means.
+
+``fit_models.json`` cases (FP32): the same, for Keras models other than Dense chains (Conv2D
+with BatchNormalization, Embedding with pooling, a Functional two-input model with Add and a
+frozen layer); ``request`` is a ``POST /v1/train`` body with ``model`` + ``weights``, and
+``expected.weights`` holds every weight after the run, BatchNormalization's moving
+statistics included.  No Dropout: Keras's random stream cannot be reproduced.
 """
 
 from __future__ import annotations
@@ -293,6 +299,92 @@ def fit_case(case_id, layer_defs, loss, batch, epochs, opt, dtype="float32") -> 
                          "batch_logs": batch_logs}}
 
 
+# --------------------------------------------------------------------------- fit runs of other models
+
+L = keras.layers
+R = keras.regularizers
+
+
+def conv_bn_model():
+    x = keras.Input((5, 5, 2), name="image")
+    h = L.Conv2D(3, 3, activation="relu", kernel_regularizer=R.L2(0.02), name="conv2d")(x)
+    h = L.BatchNormalization(momentum=0.8, gamma_regularizer=R.L1(0.01), name="batch_normalization")(h)
+    h = L.Flatten(name="flatten")(h)
+    out = L.Dense(2, kernel_regularizer=R.L1L2(0.01, 0.01), name="dense")(h)
+    return keras.Model(x, out, name="conv_bn"), {"image": (5, 5, 2)}
+
+
+def embedding_pool_model():
+    x = keras.Input((6,), name="tokens")
+    h = L.Embedding(12, 3, embeddings_regularizer=R.L2(0.05), name="embedding")(x)
+    h = L.GlobalAveragePooling1D(name="global_average_pooling1d")(h)
+    out = L.Dense(1, activation="sigmoid", kernel_regularizer=R.L2(0.02), name="dense")(h)
+    return keras.Model(x, out, name="embedding_pool"), {"tokens": (6,)}
+
+
+def two_input_add_model():
+    a = keras.Input((3,), name="in_a")
+    b = keras.Input((2,), name="in_b")
+    da = L.Dense(2, activation="tanh", kernel_regularizer=R.L2(0.02), name="dense_a")(a)
+    db = L.Dense(2, kernel_regularizer=R.L1(0.01), trainable=False, name="dense_b")(b)
+    s = L.Add(name="add")([da, db])
+    out = L.Dense(1, bias_regularizer=R.L1(0.01), name="out")(s)
+    return keras.Model([a, b], out, name="two_input_add"), {"in_a": (3,), "in_b": (2,)}
+
+
+MODEL_FITS = [
+    # id, model builder, loss, samples, batch, epochs, optimizer
+    ("conv_bn_adam_b4", conv_bn_model, "mean_squared_error", 8, 4, 3, ("adam", {"learning_rate": 0.01})),
+    ("embedding_pool_sgd_momentum_b4", embedding_pool_model, "binary_crossentropy", 10, 4, 4,
+     ("sgd", {"learning_rate": 0.1, "momentum": 0.9})),
+    ("two_input_add_frozen_rmsprop_b5", two_input_add_model, "mean_squared_error", 10, 5, 3,
+     ("rmsprop", {"learning_rate": 0.01})),
+]
+
+
+def model_fit_case(case_id, build, loss, n, batch, epochs, opt) -> dict:
+    r = rng(case_id)
+    keras.utils.set_random_seed(0)
+    model, shapes = build()
+    weights = {}
+    for layer in model.layers:
+        for v in layer.weights:
+            if v.name == "moving_variance":
+                value = r.uniform(0.5, 1.5, size=v.shape)
+            elif v.name == "embeddings":
+                value = r.normal(size=v.shape)
+            else:
+                value = r.normal(size=v.shape) * 0.5
+            v.assign(value.astype("float32"))
+            weights[f"{layer.name}/{v.name}"] = wire(v.numpy())
+    xs = {}
+    for name, shape in shapes.items():
+        xs[name] = (r.integers(0, 12, size=(n, *shape)) if name == "tokens" else r.normal(size=(n, *shape))).astype("float32")
+    units = model.outputs[0].shape[-1]
+    t = ((r.random(size=(n, units)) > 0.5) if loss == "binary_crossentropy" else r.normal(size=(n, units))).astype("float32")
+    keras_model = json.loads(model.to_json())
+    model.compile(optimizer=keras_optimizer(*opt), loss=keras_loss(loss))
+    batch_logs: list[list[float]] = []
+
+    class Logs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            batch_logs.append([])
+
+        def on_train_batch_end(self, b, logs=None):
+            batch_logs[-1].append(float(logs["loss"]))
+
+    x = xs if len(xs) > 1 else next(iter(xs.values()))
+    hist = model.fit(x, t, batch_size=batch, epochs=epochs, shuffle=False, verbose=0, callbacks=[Logs()])
+    final = {f"{layer.name}/{v.name}": wire(v.numpy()) for layer in model.layers for v in layer.weights}
+    request = {"model": keras_model, "weights": weights,
+               "inputs": {k: wire(v) for k, v in xs.items()} if len(xs) > 1 else wire(x),
+               "targets": wire(t), "loss": loss, "optimizer": {"name": opt[0], **opt[1]}, "epochs": epochs,
+               "batch_size": batch, "shuffle": False}
+    return {"id": case_id, "request": request,
+            "expected": {"weights": final, "history_loss": [float(v) for v in hist.history["loss"]],
+                         "batch_logs": batch_logs}}
+
+
 def dump(name: str, cases: list[dict]) -> None:
     path = OUT / name
     with open(path, "w", encoding="utf-8") as f:
@@ -315,6 +407,7 @@ def main() -> None:
     # mixes a float32 tensor into the next float64 fit (and the other way round).
     out = subprocess.run([sys.executable, __file__, "--fp64-fits"], capture_output=True, text=True, check=True)
     dump("fit_runs.json", fits + json.loads(out.stdout.strip().splitlines()[-1]))
+    dump("fit_models.json", [model_fit_case(*f) for f in MODEL_FITS])
 
 
 if __name__ == "__main__":

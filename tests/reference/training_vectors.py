@@ -1,4 +1,4 @@
-"""Load the training reference vectors (``vectors/optimizer_steps.json``,
+"""Load the training reference vectors (``vectors/optimizer_steps.json``, ``vectors/fit_models.json``,
 ``vectors/fit_runs.json``) written by ``tests/reference/generate_training.py``; same format
 as ``vectors.py`` (use its ``arrays`` and ``tensor`` on the cases)."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.reference.vectors import VECTORS
 
-FAMILIES = ("optimizer_steps", "fit_runs")
+FAMILIES = ("optimizer_steps", "fit_runs", "fit_models")
 
 
 @functools.cache
