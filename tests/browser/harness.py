@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from tests.deploy.server import clean_env, free_port, serve
 
@@ -147,3 +148,10 @@ def post(api: httpx.Client, path: str, body: Any) -> Any:
     response = api.post(path, json=body)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+#: The marks of every browser test module: ``pytestmark = BROWSER_MARKS``.
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing())),
+]

@@ -12,21 +12,18 @@ import httpx
 import pytest
 
 from tests.browser.harness import (
+    BROWSER_MARKS,
     NARROW,
     VIEWS,
     Watched,
     cells,
-    chromium_missing,
     curl_bodies,
     post,
     text,
     values,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing())),
-]
+pytestmark = BROWSER_MARKS
 
 GRID = [round(-2 + i * 0.1, 1) for i in range(41)]
 

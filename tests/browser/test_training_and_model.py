@@ -11,21 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.browser.harness import (
+    BROWSER_MARKS,
     Watched,
-    chromium_missing,
     curl_bodies,
     post,
     text,
     values,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing())),
-]
+pytestmark = BROWSER_MARKS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

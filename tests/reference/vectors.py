@@ -22,14 +22,17 @@ VECTORS = Path(__file__).with_name("vectors")
 FAMILIES = ("regularizers", "activations", "losses", "dense", "network", "optimizers")
 #: Written by tests/reference/generate_models.py.
 MODEL_FAMILIES = ("layers", "models")
+#: Written by ``generate_training.py`` (optimizer steps and ``fit`` runs).
+TRAINING_FAMILIES = ("optimizer_steps", "fit_runs", "fit_models")
 DTYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
 
 
 @functools.cache
 def load(family: str) -> dict[str, Any]:
     """The whole document of one family (cached: treat it as read-only)."""
-    if family not in FAMILIES + MODEL_FAMILIES:
-        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES + MODEL_FAMILIES)}")
+    known = FAMILIES + MODEL_FAMILIES + TRAINING_FAMILIES
+    if family not in known:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(known)}")
     with open(VECTORS / f"{family}.json", encoding="utf-8") as f:
         doc: dict[str, Any] = json.load(f)
     return doc
