@@ -66,6 +66,11 @@ class _Norm(Layer):
     def param_shape(self, shape: Shape) -> tuple[int, ...]:
         return tuple(int(shape[a] or 0) for a in self.param_axes(len(shape)))
 
+    def weight_specs(self, input_shapes: Sequence[Shape]) -> list[Weight]:
+        """``gamma`` (when ``scale``) and ``beta`` (when ``center``), in Keras's order."""
+        shape = self.param_shape(input_shapes[0])
+        return [Weight(name, shape) for name, on in (("gamma", self.scale), ("beta", self.center)) if on]
+
     def _broadcast(self, v: np.ndarray, rank: int) -> np.ndarray:
         axes = self.param_axes(rank)
         shape = [1] * rank
@@ -121,13 +126,8 @@ class BatchNormalization(_Norm):
 
     def weight_specs(self, input_shapes: Sequence[Shape]) -> list[Weight]:
         shape = self.param_shape(input_shapes[0])
-        specs = []
-        if self.scale:
-            specs.append(Weight("gamma", shape))
-        if self.center:
-            specs.append(Weight("beta", shape))
-        specs += [Weight("moving_mean", shape, False), Weight("moving_variance", shape, False)]
-        return specs
+        return [*super().weight_specs(input_shapes),
+                Weight("moving_mean", shape, False), Weight("moving_variance", shape, False)]
 
     def forward(self, xs: Sequence[np.ndarray], training: bool) -> tuple[np.ndarray, Cache]:
         x = xs[0]
@@ -171,14 +171,6 @@ class LayerNormalization(_Norm):
         if cfg.bool_("rms_scaling", False):
             raise SpecError(f"{self.where}: rms_scaling=true is not supported", field="rms_scaling")
 
-    def weight_specs(self, input_shapes: Sequence[Shape]) -> list[Weight]:
-        shape = self.param_shape(input_shapes[0])
-        specs = []
-        if self.scale:
-            specs.append(Weight("gamma", shape))
-        if self.center:
-            specs.append(Weight("beta", shape))
-        return specs
 
     def forward(self, xs: Sequence[np.ndarray], training: bool) -> tuple[np.ndarray, Cache]:
         x = xs[0]
