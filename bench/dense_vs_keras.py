@@ -38,10 +38,14 @@ REGS = {
     "activity_regularizer": {"type": "l1", "l1": 0.01},
 }
 
+#: The checkout's root: the Keras interpreter imports bench.keras_dense from it.
+REPO = Path(__file__).resolve().parents[1]
+
 KERAS_SCRIPT = """
 import json, os, statistics, sys, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, keras, tensorflow as tf
+from bench.keras_dense import every_term
 a = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 x = rng.normal(size=(a["batch"], a["features"])).astype(np.float32)
@@ -55,15 +59,7 @@ xt = tf.constant(x)
 def values():
     y = layer(xt); return y.numpy(), float(sum(layer.losses))
 def grads():
-    # the same work as the service: each term's gradient wrt kernel, bias and inputs, and totals
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(xt)
-        y = layer(xt); activity, kernel, bias = layer.losses
-    out = [tape.gradient(kernel, layer.kernel), tape.gradient(bias, layer.bias)]
-    out += tape.gradient(activity, [layer.kernel, layer.bias, xt])
-    out += [out[0] + out[2], out[1] + out[3]]
-    del tape
-    return y.numpy(), [float(v) for v in (activity, kernel, bias)], [v.numpy() for v in out]
+    return every_term(layer, xt)  # the same work as the service (bench/keras_dense.py)
 def med(f):
     f(); ts = []
     for _ in range(a["repeats"]):
@@ -119,7 +115,7 @@ def main() -> None:
     if Path(args.keras_python).exists():
         shape = {"batch": args.batch, "features": args.features, "units": args.units, "repeats": args.repeats}
         out = subprocess.run([args.keras_python, "-c", KERAS_SCRIPT, json.dumps(shape)],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, cwd=REPO)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         keras_version = result.pop("keras")
         rows[f"Keras {keras_version} eager"] = {k: seconds * 1e3 for k, seconds in result.items()}

@@ -61,10 +61,14 @@ REGS: dict[str, Any] = {
 }
 L1 = {"type": "l1", "l1": 0.01}
 
+#: The checkout's root: the Keras interpreter imports bench.keras_dense from it.
+REPO = Path(__file__).resolve().parents[1]
+
 KERAS_WORKER = r"""
 import json, os, sys, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, keras, tensorflow as tf
+from bench.keras_dense import every_term
 a = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 x = rng.normal(size=(a["batch"], a["features"])).astype(np.float32)
@@ -77,15 +81,7 @@ layer = keras.layers.Dense(a["units"], activation="relu", kernel_regularizer=R.L
 layer.build((None, a["features"])); layer.set_weights([k, b])
 l1 = R.L1(0.01)
 def dense_terms():
-    xt = tf.constant(x)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(xt)
-        y = layer(xt); activity, kernel, bias = layer.losses
-    out = [tape.gradient(kernel, layer.kernel), tape.gradient(bias, layer.bias)]
-    out += tape.gradient(activity, [layer.kernel, layer.bias, xt])
-    out += [out[0] + out[2], out[1] + out[3]]
-    del tape
-    return y.numpy(), [float(v) for v in (activity, kernel, bias)], [v.numpy() for v in out]
+    return every_term(layer, tf.constant(x))  # bench/keras_dense.py
 def dense_totals():
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
@@ -130,8 +126,8 @@ class KerasWorker:
         shape = {"batch": BATCH, "features": FEATURES, "units": UNITS, "elements": ELEMENTS}
         self.proc = subprocess.Popen(
             [python, "-c", KERAS_WORKER, json.dumps(shape)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-                                                    "KERAS_BACKEND": "tensorflow"})
+            stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+                                                              "KERAS_BACKEND": "tensorflow"})
         assert self.proc.stdout is not None
         self.version = json.loads(self.proc.stdout.readline())["keras"]
 
