@@ -48,10 +48,11 @@ def chromium_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def served(workdir: Path) -> Iterator[str]:
-    """``python -m service`` on a free port; yields its base URL."""
+def served(workdir: Path, **settings: str) -> Iterator[str]:
+    """``python -m service`` on a free port (``settings``: extra environment variables);
+    yields its base URL."""
     port = free_port()
-    env = clean_env({"HOST": "127.0.0.1", "PORT": str(port), "PENALTY_LOG_LEVEL": "warning"})
+    env = clean_env({"HOST": "127.0.0.1", "PORT": str(port), "PENALTY_LOG_LEVEL": "warning", **settings})
     with serve([sys.executable, "-m", "service"], env, workdir, port) as base:
         yield base
 

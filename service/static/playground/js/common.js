@@ -30,15 +30,40 @@ export const fmt = (x) => String(x);
 /** An absolute URL for a route, relative to this page (works under a path prefix). */
 export const url = (path) => new URL(path, document.baseURI).href;
 
-function shellQuote(text) {
+export function shellQuote(text) {
   return "'" + text.replaceAll("'", "'\\''") + "'";
+}
+
+const KEY_STORE = "penalty-service-api-key";
+
+/** The API key typed in the page header (kept in this tab's sessionStorage), or "". */
+function apiKey() {
+  const input = document.getElementById("api-key");
+  return input ? input.value.trim() : "";
+}
+
+/** Headers that carry the API key, when one was typed: spread into every request's headers. */
+export function authHeaders() {
+  const key = apiKey();
+  return key ? { "x-api-key": key } : {};
+}
+
+/** The curl option for the key: the shell variable, never the key itself, on screen. */
+export function curlAuth() {
+  return apiKey() ? ' -H "X-API-Key: $PENALTY_API_KEY"' : "";
+}
+
+const keyInput = document.getElementById("api-key");
+if (keyInput) {
+  keyInput.value = sessionStorage.getItem(KEY_STORE) ?? "";
+  keyInput.addEventListener("input", () => sessionStorage.setItem(KEY_STORE, keyInput.value));
 }
 
 /** The curl command that sends `body` (JSON) to `path`. */
 export function curlJson(path, body, extraHeaders = [], extraArgs = "") {
   const headers = ["content-type: application/json", ...extraHeaders]
     .map((h) => `-H ${shellQuote(h)}`).join(" ");
-  return `curl -s ${url(path)} ${headers} -d ${shellQuote(JSON.stringify(body))}${extraArgs ? " " + extraArgs : ""}`;
+  return `curl -s ${url(path)} ${headers}${curlAuth()} -d ${shellQuote(JSON.stringify(body))}${extraArgs ? " " + extraArgs : ""}`;
 }
 
 /** Replace the view's list of requests with these curl commands, each with a copy button. */
@@ -70,7 +95,7 @@ export async function postJson(path, body) {
   try {
     response = await fetch(url(path), {
       method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json" },
+      headers: { "content-type": "application/json", accept: "application/json", ...authHeaders() },
       body: JSON.stringify(body),
     });
   } catch (exc) {

@@ -1,7 +1,7 @@
 // One Dense layer view (seeds 000 and 001): the three penalty terms, the outputs and each
 // term's gradient per parameter, from one POST /v1/dense.
 import {
-  $, bars, clearErrors, curlJson, el, heatmap, InputError, parseField, postJson, showError,
+  $, authHeaders, bars, clearErrors, curlJson, el, heatmap, InputError, parseField, postJson, showError,
   showInputError, showRequests,
   tickets,
 } from "./common.js";
@@ -147,7 +147,7 @@ function draw(body) {
 }
 
 export async function init() {
-  const list = await fetch("v1/activations").then((r) => r.json());
+  const list = await fetch("v1/activations", { headers: authHeaders() }).then((r) => r.json());
   const select = input("dense-activation");
   for (const a of list.activations) select.append(el("option", { value: a.name }, a.name));
   for (const fieldset of view.querySelectorAll("fieldset.reg")) {

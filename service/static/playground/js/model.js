@@ -1,16 +1,13 @@
 // Bring a model view: upload a .keras file to POST /v1/model (multipart: part `model` the
 // file, part `request` the JSON of the remaining fields); per-layer report and diagnostics.
 import {
-  $, bars, clearErrors, el, fmt, InputError, parseField, readJson, showError, showInputError,
-  showRequests, table, unreachable, url,
+  $, authHeaders, bars, clearErrors, curlAuth, el, fmt, InputError, parseField, readJson,
+  shellQuote, showError, showInputError, showRequests, table, unreachable, url,
 } from "./common.js";
 
 const view = $("#model");
 const input = (id) => $(`#${id}`, view);
 
-function shellQuote(text) {
-  return "'" + text.replaceAll("'", "'\\''") + "'";
-}
 
 async function compute(event) {
   event?.preventDefault();
@@ -37,13 +34,13 @@ async function computeOnce() {
     throw exc;
   }
   const json = JSON.stringify(request);
-  showRequests(view, [`curl -s ${url("v1/model")} -F ${shellQuote(`model=@${file.name}`)} -F ${shellQuote(`request=${json}`)}`]);
+  showRequests(view, [`curl -s ${url("v1/model")}${curlAuth()} -F ${shellQuote(`model=@${file.name}`)} -F ${shellQuote(`request=${json}`)}`]);
   const form = new FormData();
   form.append("model", file, file.name);
   form.append("request", json);
   let response;
   try {
-    response = await fetch(url("v1/model"), { method: "POST", body: form, headers: { accept: "application/json" } });
+    response = await fetch(url("v1/model"), { method: "POST", body: form, headers: { accept: "application/json", ...authHeaders() } });
   } catch (exc) {
     return showError(view, unreachable(exc));
   }

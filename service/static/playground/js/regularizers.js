@@ -1,7 +1,7 @@
 // Regularizers view: penalty and gradient of L1 / L2 / L1L2 against one weight, or of the
 // orthogonal regularizer against one entry of a small matrix, from the service's answers.
 import {
-  $, clearErrors, curlJson, el, fmt, heatmap, InputError, lineChart, parseField, postJson,
+  $, authHeaders, clearErrors, curlJson, el, fmt, heatmap, InputError, lineChart, parseField, postJson,
   showError, showInputError, showRequests, table,
   tickets,
 } from "./common.js";
@@ -165,7 +165,7 @@ function drawPoint(body, request) {
 }
 
 export async function init() {
-  const list = await fetch("v1/regularizers").then((r) => r.json());
+  const list = await fetch("v1/regularizers", { headers: authHeaders() }).then((r) => r.json());
   for (const r of list.regularizers) kerasClasses[r.type] = r.keras_class;
   form.addEventListener("submit", compute);
   for (const control of form.querySelectorAll("input, select")) {

@@ -1,7 +1,7 @@
 // Training runs view (seed 002): a synthetic problem with informative, duplicated and
 // irrelevant features; each run one POST /v1/train streamed as Server-Sent Events.
 import {
-  $, bars, clearErrors, curlJson, el, fmt, lineChart, readJson, showError,
+  $, authHeaders, bars, clearErrors, curlJson, el, fmt, lineChart, readJson, showError,
   showRequests, table, unreachable, url,
 } from "./common.js";
 
@@ -121,7 +121,7 @@ async function stream(run, request, column) {
   try {
     response = await fetch(url("v1/train"), {
       method: "POST",
-      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      headers: { "content-type": "application/json", accept: "text/event-stream", ...authHeaders() },
       body: JSON.stringify(request),
     });
   } catch (exc) {
