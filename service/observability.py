@@ -182,6 +182,8 @@ class Observability:
 # --------------------------------------------------------------------------- API keys
 
 PROBES = frozenset({"/healthz", "/readyz"})
+#: The discovery routes: open like the documentation (the playground reads them before any key).
+DISCOVERY = frozenset({"/v1/regularizers", "/v1/activations", "/v1/losses", "/v1/optimizers", "/v1/conventions"})
 
 
 class ApiKeys:
@@ -198,6 +200,8 @@ class ApiKeys:
             return False
         if path == "/metrics":
             return self.metrics
+        if method in ("GET", "HEAD") and path in DISCOVERY:
+            return self.pages  # what is supported: the same facts as /openapi.json
         return path.startswith("/v1/") or method not in ("GET", "HEAD") or self.pages
 
     def valid(self, headers: Headers) -> bool:

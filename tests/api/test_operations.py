@@ -146,10 +146,13 @@ def test_probes_and_pages_are_open_metrics_configurable(make_client: MakeClient)
     assert client.head("/healthz").status_code == 200
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"X-API-Key": "k1"}).status_code == 200
-    assert client.get("/v1/regularizers").status_code == 401
+    for path in ("/v1/regularizers", "/v1/activations", "/v1/losses", "/v1/optimizers", "/v1/conventions"):
+        assert client.get(path).status_code == 200, path  # discovery: documentation, like /openapi.json
+    assert client.post("/v1/penalty", json=SEED).status_code == 401
     assert make_client(api_keys="k1", metrics_require_key=False).get("/metrics").status_code == 200
     locked = make_client(api_keys="k1", pages_require_key=True)
     assert locked.get("/docs").status_code == 401 and locked.get("/healthz").status_code == 200
+    assert locked.get("/v1/regularizers").status_code == 401
 
 
 # --- CORS ------------------------------------------------------------------------------------
