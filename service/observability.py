@@ -19,9 +19,10 @@
   ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, compared in constant time
   against every key; else 401 with ``WWW-Authenticate``.  ``/healthz`` and ``/readyz``
   never need one; ``/metrics`` does unless ``PENALTY_METRICS_REQUIRE_KEY=false``; pages
-  (``/docs``, ``/redoc``, ``/openapi.json``, ``/static``, any other ``GET`` page) only
-  with ``PENALTY_PAGES_REQUIRE_KEY=true`` (they hold no data, and a browser cannot send
-  a header when it opens a page).
+  (``/docs``, ``/redoc``, ``/openapi.json``, ``/static``, ``/playground``, any other
+  ``GET`` page) and the discovery routes (:data:`DISCOVERY`) only with
+  ``PENALTY_PAGES_REQUIRE_KEY=true`` (they hold no data, and a browser cannot send a
+  header when it opens a page).
 
 Both middlewares are pure ASGI and pass every message through as it comes: a
 streaming response (server-sent events) is never buffered.
