@@ -40,6 +40,8 @@ bench: install
 	$(PY) -m bench.wire
 	$(PY) -m bench.dense_vs_keras
 	$(PY) -m bench.transport
+	$(PY) -m bench.train_vs_keras
+	$(PY) -m bench.load
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
