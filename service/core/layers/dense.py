@@ -31,6 +31,8 @@ class Dense(Layer):
         self.use_bias = cfg.bool_("use_bias", True)
         self.activation = cfg.activation()
         self.prefix = f"{self.name}/"
+        #: The input ranks accepted (None: any, for a stack layer whose inputs were checked).
+        self.ranks: tuple[int, ...] | None = (2, 3, 4, 5, 6)
 
     @classmethod
     def of(cls, name: str, layer: dense_math.Layer) -> Dense:
@@ -40,11 +42,15 @@ class Dense(Layer):
         self.name, self.where, self.prefix = name, f"layer {name!r} (Dense)", layer.where
         self.regularizers = dict(layer.regularizers)
         self.units, self.use_bias, self.activation = layer.units, layer.bias is not None, layer.activation
-        self.trainable, self.weights = True, {}
+        self.trainable, self.weights, self.ranks = True, {}, None
         return self
 
+    def _need_rank(self, shape: Shape) -> None:
+        if self.ranks is not None:
+            need_rank(self.where, shape, self.ranks, "batch, …, features")
+
     def weight_specs(self, input_shapes: Sequence[Shape]) -> list[Weight]:
-        need_rank(self.where, input_shapes[0], (2, 3, 4, 5, 6), "batch, …, features")
+        self._need_rank(input_shapes[0])
         n_in = known(self.where, input_shapes[0], -1)
         specs = [Weight("kernel", (n_in, self.units))]
         if self.use_bias:
@@ -52,7 +58,7 @@ class Dense(Layer):
         return specs
 
     def output_shape(self, input_shapes: Sequence[Shape]) -> Shape:
-        need_rank(self.where, input_shapes[0], (2, 3, 4, 5, 6), "batch, …, features")
+        self._need_rank(input_shapes[0])
         shape = (*input_shapes[0][:-1], self.units)
         if None in shape:  # sized when the data comes
             return shape
