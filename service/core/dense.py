@@ -171,15 +171,20 @@ def _located(exc: SpecError, field: str) -> SpecError:
 
 
 def check_inputs(inputs: np.ndarray, layer: Layer, *, field: str = "inputs") -> None:
-    if inputs.ndim < 2:
+    check_input_shape(inputs.shape, layer, field=field)
+
+
+def check_input_shape(shape: tuple[int, ...], layer: Layer, *, field: str = "inputs") -> None:
+    """Inputs of this shape fit the layer: rank >= 2 and as many features as kernel rows."""
+    if len(shape) < 2:
         raise ShapeError(
-            f"{field} must have rank >= 2 (batch, ..., features), got shape {list(inputs.shape)}",
+            f"{field} must have rank >= 2 (batch, ..., features), got shape {list(shape)}",
             field=field,
         )
-    if inputs.shape[-1] != layer.kernel.shape[0]:
+    if shape[-1] != layer.kernel.shape[0]:
         raise ShapeError(
             f"{layer.where}kernel has {layer.kernel.shape[0]} rows but {field} have "
-            f"{inputs.shape[-1]} features (last axis)",
+            f"{shape[-1]} features (last axis)",
             field=f"{layer.where}kernel",
         )
 
@@ -194,9 +199,23 @@ def forward(layer: Layer, x: FloatArray) -> Pass:
     try:
         y = layer.activation(z)
     except ShapeError as exc:
-        where = f"{layer.where}activation"
-        raise ShapeError(f"{where}: {exc.message}", field=f"{where}.{exc.field}") from None
+        raise _activation_error(layer, exc) from None
     return Pass(x=x, z=z, y=y)
+
+
+def output_shape(shape: tuple[int, ...], layer: Layer, *, field: str = "inputs") -> tuple[int, ...]:
+    """The layer's output shape for inputs of ``shape``, after every shape check that
+    :func:`check_inputs` and :func:`forward` make (the same errors; nothing is computed)."""
+    check_input_shape(shape, layer, field=field)
+    try:
+        return layer.activation.checked_output_shape((*shape[:-1], layer.units), layer.kernel.dtype)
+    except ShapeError as exc:
+        raise _activation_error(layer, exc) from None
+
+
+def _activation_error(layer: Layer, exc: ShapeError) -> ShapeError:
+    where = f"{layer.where}activation"
+    return ShapeError(f"{where}: {exc.message}", field=f"{where}.{exc.field}")
 
 
 def backward(

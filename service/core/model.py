@@ -17,7 +17,7 @@ vector-Jacobian product, so ``gradients[w][t]`` is exactly ``∂t/∂w``; a term
 not reach a weight is omitted; ``total`` is their sum, what ``fit`` applies.
 
 Crossentropy on a sigmoid/softmax head uses the logits, by the rule of
-:func:`service.core.network.head_loss` (the one place that rule lives); the head may sit
+:func:`service.core.heads.head_loss` (the one place that rule lives); the head may sit
 below layers that pass their input through unchanged (Dropout at inference), as in Keras,
 where the output is then the same tensor and keeps its logits.
 
@@ -34,19 +34,22 @@ where the output is then the same tensor and keeps its logits.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from service.core import losses as loss_registry
-from service.core.dense import activity_divisor, check_normalization, per_batch
+from service.core.dense import activity_divisor, check_normalization, chosen, per_batch
 from service.core.errors import ShapeError, SpecError
+from service.core.heads import check_targets, head_loss
 from service.core.layers.base import Layer, Shape
 from service.core.losses import Loss
-from service.core.network import check_targets, head_loss
 from service.core.numeric import finish, result_dtype, total, work_dtype
+from service.core.regularizers import Regularizer
+from service.core.selection import TOTAL, GradientsSpec, gradient_selection
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ class ModelResult:
     layer_outputs: dict[str, np.ndarray] | None
     diagnostics: list[dict[str, str]]
     updates: dict[str, np.ndarray]
+    #: The weighted per-sample data losses, for a loss with ``reduction="none"`` (else None).
+    data_loss_values: np.ndarray | None = None
 
 
 def toposort(nodes: Mapping[str, Node]) -> dict[str, Node]:
@@ -207,14 +212,24 @@ def evaluate(
     *,
     training: bool = False,
     activity_normalization: str = "batch",
-    return_gradients: bool = True,
+    return_gradients: GradientsSpec = True,
     return_layer_outputs: bool = False,
     diagnose: bool = True,
+    sample_weight: np.ndarray | None = None,
 ) -> ModelResult:
-    """Forward pass, every labelled term and ``gradients[weight][term]`` (see the module doc)."""
+    """Forward pass, every labelled term and ``gradients[weight][term]`` (see the module doc).
+
+    ``sample_weight`` weights the data loss's per-sample values (Keras's
+    ``fit(sample_weight=...)``).  With the loss's ``reduction="none"``, ``data_loss`` is the
+    sum of the weighted per-sample values (its gradient is what ``tf.GradientTape`` gives
+    for that tensor) and ``data_loss_values`` holds them.  ``return_gradients`` selects the
+    gradients (:mod:`service.core.selection`): a term whose gradient nobody needs is not
+    propagated, and a propagation stops below the last layer whose weights need it.
+    """
     from service.core.diagnostics import diagnose as find_diagnostics
 
     check_normalization(activity_normalization)
+    selection = gradient_selection(return_gradients)
     xs = _inputs_by_name(model, inputs)
     if (targets is None) != (loss is None):
         raise SpecError("targets and loss go together: give both or neither", field="loss" if targets is not None else "targets")
@@ -226,6 +241,12 @@ def evaluate(
     wd = work_dtype(dtype)
     shapes = shapes_of(model, {n: x.shape for n, x in xs.items()})
     check_weights(model, {k: np.asarray(v, dtype=wd) for k, v in weights.items()}, shapes)
+    trainable = {f"{n}/{w.name}": node.layer.weights[w.name] for n, node in model.nodes.items()
+                 if node.layer is not None for w in node.layer.specs if w.trainable}
+
+    def needed(term: str) -> set[str]:
+        """The trainable weights whose gradient of ``term`` must be computed."""
+        return {p for p in trainable if selection is not None and selection.needs(p, term)}
 
     values: dict[str, np.ndarray] = {n: np.asarray(x, dtype=wd) for n, x in xs.items()}
     caches: dict[str, Any] = {}
@@ -238,8 +259,9 @@ def evaluate(
     y_out = values[out_name]
 
     terms: dict[str, Any] = {}
-    grads: dict[str, dict[str, np.ndarray]] = {}
-    starts: list[tuple[str, str, np.ndarray, bool]] = []  # (term, node, gradient, from_logits)
+    data_values = None
+    # (term, node, ∂term/∂(node output, or its pre-activation when from_logits) once computed, from_logits)
+    starts: list[tuple[str, str, Callable[[], np.ndarray], bool]] = []
     if targets is not None and loss is not None:
         loss_fn = _get_loss(loss)
         check_targets(loss_fn, targets.shape, y_out.shape, "model")
@@ -247,16 +269,20 @@ def evaluate(
         head_name = _head_node(model, caches, out_name)
         out_layer = model.nodes[head_name].layer
         head = out_layer.head(caches[head_name]) if out_layer is not None else None
+        need = bool(needed("data_loss"))
         if head is not None:  # the loss of the head's output, from its logits where Keras does
-            value, g_z = head_loss(loss_fn, head[0], head[1], y_out, t)
-            assert g_z is not None
-            starts.append(("data_loss", head_name, g_z, True))
+            value, g_z = head_loss(loss_fn, head[0], head[1], y_out, t, sample_weight, need)
+            starts.append(("data_loss", head_name, partial(_given, g_z), True))
         else:
-            value = loss_fn.value(t, y_out)
-            starts.append(("data_loss", out_name, loss_fn.gradient(t, y_out), False))
-        terms["data_loss"] = np.sum(value) if np.ndim(value) > 0 else value  # reduction "none"
+            value = loss_fn.value(t, y_out, sample_weight)
+            starts.append(("data_loss", out_name, lambda: loss_fn.gradient(t, y_out, sample_weight), False))
+        if np.ndim(value) > 0:  # reduction "none": the per-sample values, and their sum
+            data_values = finish({"data_loss_values": value}, dtype)["data_loss_values"]
+            value = np.sum(value)
+        terms["data_loss"] = value
 
     summary: list[dict[str, Any]] = []
+    own_grads: dict[str, dict[str, Callable[[], np.ndarray]]] = {}
     for name, node in model.nodes.items():
         layer = node.layer
         if layer is None:
@@ -267,11 +293,11 @@ def evaluate(
             divisor = activity_divisor(values[name], activity_normalization)
             own["activity_regularizer"] = per_batch(reg.penalty(values[name]), divisor)
             starts.append((f"{name}/activity_regularizer", name,
-                           per_batch(reg.gradient(values[name]), divisor), False))
+                           partial(_activity_gradient, reg, values[name], divisor), False))
         for arg, wname in layer.regularized_weights().items():
             reg, w = layer.regularizers[arg], layer.weights[wname]
             own[arg] = reg.penalty(w)
-            grads.setdefault(f"{name}/{wname}", {})[f"{name}/{arg}"] = reg.gradient(w)
+            own_grads.setdefault(f"{name}/{wname}", {})[f"{name}/{arg}"] = partial(reg.gradient, w)
         terms.update({f"{name}/{k}": v for k, v in own.items()})
         summary.append({"name": name, "class_name": layer.CLASS_NAME, "output_shape": list(values[name].shape),
                         "losses": own})
@@ -285,20 +311,38 @@ def evaluate(
     layer_outputs = (finish({n: values[n] for n in caches}, dtype, prefix="layer_outputs.")
                      if return_layer_outputs else None)
     diagnostics = find_diagnostics(model, values, caches, losses, training) if diagnose else []
-    if not return_gradients:
-        return ModelResult(outputs, losses, summary, None, layer_outputs, diagnostics, updates)
+    result = partial(ModelResult, outputs, losses, summary, layer_outputs=layer_outputs, diagnostics=diagnostics,
+                     updates=updates, data_loss_values=data_values)
+    if selection is None:
+        return result(gradients=None)
 
+    selection.check(trainable, [*terms, TOTAL], "return_gradients")
+    grads: dict[str, dict[str, np.ndarray]] = {p: {} for p in trainable}
+    for path, by_term in own_grads.items():
+        for term, gradient in by_term.items():
+            if path in trainable and selection.needs(path, term):
+                grads[path][term] = gradient()
     for term, node_name, g, from_logits in starts:
-        for path, g_w in backprop(model, caches, node_name, g, from_logits).items():
-            grads.setdefault(path, {})[term] = g_w
-    trainable = {f"{n}/{w.name}": node.layer.weights[w.name] for n, node in model.nodes.items()
-                 if node.layer is not None for w in node.layer.specs if w.trainable}
+        want = needed(term)
+        if want:
+            for path, g_w in backprop(model, caches, node_name, g(), from_logits, want).items():
+                grads[path][term] = g_w
     order = list(terms)
     gradients = {}
     for path, like in trainable.items():
-        of = {t: grads[path][t] for t in order if t in grads.get(path, {})}
-        gradients[path] = finish({**of, "total": total(of, like)}, dtype, prefix=f"gradients.{path}.")
-    return ModelResult(outputs, losses, summary, gradients, layer_outputs, diagnostics, updates)
+        if selection.wants_parameter(path):
+            of = {t: grads[path][t] for t in order if t in grads[path]}
+            gradients[path] = finish(chosen(of, like, selection, path), dtype, prefix=f"gradients.{path}.")
+    return result(gradients=gradients)
+
+
+def _given(g: np.ndarray | None) -> np.ndarray:
+    assert g is not None  # computed whenever a weight needs the data loss's gradient
+    return g
+
+
+def _activity_gradient(reg: Regularizer, y: np.ndarray, divisor: int) -> np.ndarray:
+    return per_batch(reg.gradient(y), divisor)
 
 
 def _head_node(model: Model, caches: Mapping[str, Any], name: str) -> str:
@@ -310,31 +354,39 @@ def _head_node(model: Model, caches: Mapping[str, Any], name: str) -> str:
 
 
 def backprop(model: Model, caches: Mapping[str, Any], start: str, g: np.ndarray,
-             from_logits: bool = False) -> dict[str, np.ndarray]:
+             from_logits: bool = False, needed: Collection[str] | None = None) -> dict[str, np.ndarray]:
     """``{"<layer>/<weight>": ∂term/∂weight}`` for a term whose gradient wrt ``start``'s
-    output (its pre-activation when ``from_logits``) is ``g``."""
+    output (its pre-activation when ``from_logits``) is ``g``.
+
+    ``needed`` (default: every trainable weight) names the weights wanted: a layer is
+    visited only if it or a layer feeding it holds one, and computes only those products."""
+    names = list(model.nodes)[: list(model.nodes).index(start) + 1]
+    wanted: dict[str, set[str]] = {}
+    reaches: dict[str, bool] = {}  # the node or one feeding it holds a wanted weight
+    for name in names:
+        node = model.nodes[name]
+        own = set() if node.layer is None else {
+            w.name for w in node.layer.specs if w.trainable and (needed is None or f"{name}/{w.name}" in needed)}
+        wanted[name] = own
+        reaches[name] = bool(own) or any(reaches.get(i, False) for i in node.inputs)
     upstream: dict[str, np.ndarray] = {start: g}
     out: dict[str, np.ndarray] = {}
-    names = list(model.nodes)
-    for name in reversed(names[: names.index(start) + 1]):
+    for name in reversed(names):
         node = model.nodes[name]
         if name not in upstream or node.layer is None:
             continue
         g_y = upstream.pop(name)
+        if not reaches[name]:
+            continue
+        feeds = any(reaches[i] for i in node.inputs)
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-            if name == start and from_logits:
-                g_xs, g_w = node.layer.backward_from_logits(g_y, caches[name])
-            else:
-                g_xs, g_w = node.layer.backward(g_y, caches[name])
-        out.update({f"{name}/{k}": v for k, v in g_w.items() if _trainable(node.layer, k)})
+            g_xs, g_w = node.layer.backward_some(g_y, caches[name], inputs=feeds, weights=wanted[name],
+                                                 from_logits=name == start and from_logits)
+        out.update({f"{name}/{k}": v for k, v in g_w.items() if k in wanted[name]})
         for src, g_x in zip(node.inputs, g_xs, strict=True):
-            if g_x is not None and model.nodes[src].layer is not None:
+            if g_x is not None and model.nodes[src].layer is not None and reaches[src]:
                 upstream[src] = upstream[src] + g_x if src in upstream else g_x
     return out
-
-
-def _trainable(layer: Layer, weight: str) -> bool:
-    return any(w.name == weight and w.trainable for w in layer.specs)
 
 
 def _get_loss(spec: str | Mapping[str, Any] | Loss) -> Loss:

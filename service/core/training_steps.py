@@ -9,7 +9,8 @@ weights, ``(losses, gradients, updates)``::
                                   moving statistics in training mode; empty for Dense stacks)
 
 * :class:`DenseStack`: a chain of Dense layers through :func:`service.core.network.network`
-  (the fast path; weights ``<layer>/kernel``, ``<layer>/bias``).
+  (a Sequential model through :func:`service.core.model.evaluate`; weights ``<layer>/kernel``,
+  ``<layer>/bias``).
 * :class:`KerasModel`: any :class:`service.core.model.Model` through
   :func:`service.core.model.evaluate` with ``training=True``, as Keras ``fit`` calls the
   model: BatchNormalization normalizes with the batch statistics and its moving statistics

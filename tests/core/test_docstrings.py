@@ -19,6 +19,7 @@ MODULES = [
     "service.core.activations.gated",
     "service.core.dense",
     "service.core.network",
+    "service.core.heads",
 ]
 
 

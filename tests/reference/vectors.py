@@ -20,8 +20,8 @@ import numpy as np
 
 VECTORS = Path(__file__).with_name("vectors")
 FAMILIES = ("regularizers", "activations", "losses", "dense", "network", "optimizers")
-#: Written by tests/reference/generate_models.py.
-MODEL_FAMILIES = ("layers", "models")
+#: Written by tests/reference/generate_models.py (``weighted_models``: generate_weighted_models.py).
+MODEL_FAMILIES = ("layers", "models", "weighted_models")
 #: Written by ``generate_training.py`` (optimizer steps and ``fit`` runs).
 TRAINING_FAMILIES = ("optimizer_steps", "fit_runs", "fit_models")
 DTYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}

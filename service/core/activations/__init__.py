@@ -193,6 +193,12 @@ class Activation(Named):
         kind = _KINDS[self.name]
         return tuple(shape) if kind.shape is None else kind.shape(tuple(shape), self.params)
 
+    def checked_output_shape(self, shape: tuple[int, ...], dtype: Any = np.float64) -> tuple[int, ...]:
+        """:meth:`output_shape`, after the checks a call on a ``z`` of ``shape`` makes
+        (the same ShapeError; nothing is computed or allocated)."""
+        self._check(np.broadcast_to(np.zeros((), dtype), shape))
+        return self.output_shape(shape)
+
     def __call__(self, z: np.ndarray) -> np.ndarray:
         """``y = act(z)``: same dtype as ``z``, shape :meth:`output_shape` (``z``'s but for glu)."""
         z = np.asarray(z)

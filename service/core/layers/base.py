@@ -20,7 +20,7 @@ shapes and whether they are trainable, and the regularizer arguments Keras gives
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -225,6 +225,16 @@ class Layer:
     def backward_from_logits(self, g_z: np.ndarray, cache: Cache) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
         """Like :meth:`backward` given ∂L/∂z of the pre-activation that :meth:`head` returns."""
         raise NotImplementedError
+
+    def backward_some(
+        self, g: np.ndarray, cache: Cache, *, inputs: bool, weights: Collection[str], from_logits: bool = False
+    ) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
+        """:meth:`backward` (:meth:`backward_from_logits` when ``from_logits``) for a caller
+        that needs the input gradients only if ``inputs`` and only the named ``weights``'
+        gradients.  This default computes everything and drops the rest; a layer whose
+        products can be skipped (Dense) overrides it."""
+        g_xs, g_w = (self.backward_from_logits if from_logits else self.backward)(g, cache)
+        return (g_xs if inputs else [None] * len(g_xs)), {k: v for k, v in g_w.items() if k in weights}
 
     def build(self, input_shapes: Sequence[Shape], weights: Mapping[str, np.ndarray]) -> None:
         """Check the given weights against :meth:`weight_specs` (each present, each shape)."""

@@ -13,8 +13,8 @@ The arithmetic is :mod:`service.core.dense`'s (the one ``/v1/dense`` uses): ``x`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Collection, Sequence
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -31,6 +31,8 @@ class Dense(Layer):
         self.use_bias = cfg.bool_("use_bias", True)
         self.activation = cfg.activation()
         self.prefix = f"{self.name}/"
+        #: The input ranks accepted (None: any, for a stack layer whose inputs were checked).
+        self.ranks: tuple[int, ...] | None = (2, 3, 4, 5, 6)
 
     @classmethod
     def of(cls, name: str, layer: dense_math.Layer) -> Dense:
@@ -40,11 +42,15 @@ class Dense(Layer):
         self.name, self.where, self.prefix = name, f"layer {name!r} (Dense)", layer.where
         self.regularizers = dict(layer.regularizers)
         self.units, self.use_bias, self.activation = layer.units, layer.bias is not None, layer.activation
-        self.weights = {}
+        self.trainable, self.weights, self.ranks = True, {}, None
         return self
 
+    def _need_rank(self, shape: Shape) -> None:
+        if self.ranks is not None:
+            need_rank(self.where, shape, self.ranks, "batch, …, features")
+
     def weight_specs(self, input_shapes: Sequence[Shape]) -> list[Weight]:
-        need_rank(self.where, input_shapes[0], (2, 3, 4, 5, 6), "batch, …, features")
+        self._need_rank(input_shapes[0])
         n_in = known(self.where, input_shapes[0], -1)
         specs = [Weight("kernel", (n_in, self.units))]
         if self.use_bias:
@@ -52,8 +58,11 @@ class Dense(Layer):
         return specs
 
     def output_shape(self, input_shapes: Sequence[Shape]) -> Shape:
-        need_rank(self.where, input_shapes[0], (2, 3, 4, 5, 6), "batch, …, features")
-        return (*input_shapes[0][:-1], self.units)
+        self._need_rank(input_shapes[0])
+        shape = (*input_shapes[0][:-1], self.units)
+        if None in shape:  # sized when the data comes
+            return shape
+        return self.activation.output_shape(cast(tuple[int, ...], shape))  # glu halves its axis
 
     def flops(self, input_shapes: Sequence[Shape]) -> int:
         rows = 1
@@ -78,9 +87,16 @@ class Dense(Layer):
         return self.backward_from_logits(self.activation.vjp(cache.z, cache.y, g), cache)
 
     def backward_from_logits(self, g_z: np.ndarray, cache: Cache) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
-        d_kernel, d_bias, d_x = dense_math.backward(self._math(), cache, g_z)
-        assert d_kernel is not None
-        grads = {"kernel": d_kernel}
-        if d_bias is not None:
-            grads["bias"] = d_bias
+        return self.backward_some(g_z, cache, inputs=True, weights=("kernel", "bias"), from_logits=True)
+
+    def backward_some(
+        self, g: np.ndarray, cache: Cache, *, inputs: bool, weights: Collection[str], from_logits: bool = False
+    ) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
+        """Only the products asked for: ``xᵀ g_z`` for the kernel, ``Σ g_z`` for the bias,
+        ``g_z kernelᵀ`` for the input."""
+        g_z = g if from_logits else self.activation.vjp(cache.z, cache.y, g)
+        d_kernel, d_bias, d_x = dense_math.backward(
+            self._math(), cache, g_z, need_inputs=inputs, need_kernel="kernel" in weights, need_bias="bias" in weights,
+        )
+        grads = {k: v for k, v in (("kernel", d_kernel), ("bias", d_bias)) if v is not None}
         return [d_x], grads
