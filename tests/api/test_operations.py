@@ -169,3 +169,22 @@ def test_cors_only_for_configured_origins(make_client: MakeClient) -> None:
     assert "access-control-allow-origin" not in other.headers
     plain = make_client().post("/v1/penalty", json=SEED, headers={"Origin": "https://app.example"})
     assert "access-control-allow-origin" not in plain.headers
+
+
+def test_generated_request_ids_are_unique_and_a_forked_worker_draws_its_own_prefix() -> None:
+    import os
+
+    from service.observability import new_request_id
+
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert re.fullmatch(r"[0-9a-f]{32}", child) and child[:16] != ids[0][:16]
