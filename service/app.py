@@ -23,7 +23,6 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
-from starlette.datastructures import Headers
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
@@ -83,9 +82,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            exc = self._too_large(declared)
+        declared = budget.declared_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            exc = self._too_large(str(declared))
             response = errors.error_response(exc.status_code, exc.code, exc.message)
             await response(scope, receive, send)
             return
