@@ -19,7 +19,8 @@ contender; ratios within the run):
 4. **Small requests**: ``/v1/penalty`` on a 2×2 tensor, requests/s with a raw-socket
    keep-alive HTTP/1.1 client against the service (small bodies inline, the default),
    the service with every request in the threadpool (``PENALTY_INLINE_BODY_BYTES=0``)
-   and a bare Starlette echo of the same body on the same uvicorn.
+   and a bare Starlette echo of the same body on the same uvicorn (the reference: its
+   default protocol, httptools), and that echo on h11, the protocol the service runs.
 5. **BLAS threads**: the core's Dense job with 1 and with 2 BLAS threads (threadpoolctl).
 
 ``--only small`` runs section 4 alone (about 40 s).
@@ -241,10 +242,12 @@ def requests_per_second(port: int, request: bytes, seconds: float) -> float:
 
 
 @contextmanager
-def echo_service() -> Iterator[int]:
+def echo_service(http: str = "auto") -> Iterator[int]:
+    """The bare echo on uvicorn with its HTTP protocol ``http`` ("auto": httptools when
+    installed, "h11": the protocol ``python -m service`` runs, for its header bound)."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "--factory", "bench.echo_app:create_app", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning"]
+            "--port", str(port), "--log-level", "warning", "--http", http]
     with tempfile.TemporaryDirectory() as logs, serve(argv, clean_env({"PYTHONPATH": str(ROOT)}), Path(logs), port):
         yield port
 
@@ -263,10 +266,12 @@ def small_requests(env: dict[str, str], seconds: float) -> dict[str, float]:
         inline = stack.enter_context(live_service(env))
         pooled = stack.enter_context(live_service({**env, "PENALTY_INLINE_BODY_BYTES": "0"}))
         echo_port = stack.enter_context(echo_service())
+        echo_h11_port = stack.enter_context(echo_service("h11"))
         targets = {
             "service /v1/penalty (small bodies inline)": (int(inline.rsplit(":", 1)[1]), http_request("/v1/penalty", small)),
             "service /v1/penalty (all in the threadpool)": (int(pooled.rsplit(":", 1)[1]), http_request("/v1/penalty", small)),
             "bare Starlette echo": (echo_port, http_request("/echo", small)),
+            "bare Starlette echo on h11 (the service's HTTP protocol)": (echo_h11_port, http_request("/echo", small)),
         }
         slices: dict[str, list[float]] = {name: [] for name in targets}
         for port, request in targets.values():
