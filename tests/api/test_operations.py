@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -188,3 +189,27 @@ def test_generated_request_ids_are_unique_and_a_forked_worker_draws_its_own_pref
     os.close(read)
     os.close(write)
     assert re.fullmatch(r"[0-9a-f]{32}", child) and child[:16] != ids[0][:16]
+
+
+def test_the_fast_lane_reads_a_body_as_starlette_does() -> None:
+    """Chunks are joined, messages of other types skipped, a disconnect is ClientDisconnect."""
+    import asyncio
+
+    from starlette.requests import ClientDisconnect
+
+    from service.api.routing import _read_body
+
+    def feeder(*messages: dict[str, Any]) -> Callable[[], Any]:
+        queue = list(messages)
+
+        async def receive() -> dict[str, Any]:
+            return queue.pop(0)
+
+        return receive
+
+    chunks = feeder({"type": "http.request", "body": b"ab", "more_body": True}, {"type": "other"},
+                    {"type": "http.request", "body": b"", "more_body": True}, {"type": "http.request", "body": b"c"})
+    assert asyncio.run(_read_body(chunks)) == b"abc"
+    with pytest.raises(ClientDisconnect):
+        asyncio.run(_read_body(feeder({"type": "http.request", "body": b"a", "more_body": True},
+                                      {"type": "http.disconnect"})))
