@@ -40,6 +40,7 @@ bench: install
 	$(PY) -m bench.wire
 	$(PY) -m bench.dense_vs_keras
 	$(PY) -m bench.transport
+	$(PY) -m bench.stack
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
