@@ -13,7 +13,8 @@
   ``penalty_request_bytes_total`` / ``penalty_response_bytes_total`` {route},
   ``penalty_rejections_total`` {reason} (every error envelope, by its code),
   ``penalty_requests_in_flight`` and ``penalty_admitted_bytes`` (gauges).  ``route`` is
-  the route's template (``/v1/penalty``), ``unmatched`` otherwise, so labels stay few.
+  the route's template (``/v1/penalty``), ``unmatched`` otherwise, and ``method`` a
+  standard method or ``other``, so labels stay few whatever clients send.
   With more than one worker, ``python -m service`` points ``PROMETHEUS_MULTIPROC_DIR`` at
   a fresh directory (:func:`prepare_metrics_dir`) and ``/metrics`` adds up all workers.
 * **API keys** — with ``PENALTY_API_KEYS`` set, ``/v1/*`` needs one, as
@@ -179,12 +180,16 @@ class _RouteMetrics:
         self.requests: dict[tuple[str, int], Any] = {}
 
     def count(self, method: str, status: int) -> None:
+        if method not in METHODS:  # the client names the method: its values must stay few
+            method = "other"
         child = self.requests.get((method, status))
         if child is None:
             child = self.requests[method, status] = REQUESTS.labels(self.route, method, str(status))
         child.inc()
 
 
+#: The ``method`` label's values; any other method a client sends counts as ``other``.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 #: route template -> its metric children (a few routes; "unmatched" for the rest).
 _METRICS: dict[str, _RouteMetrics] = {}
 

@@ -213,3 +213,14 @@ def test_the_fast_lane_reads_a_body_as_starlette_does() -> None:
     with pytest.raises(ClientDisconnect):
         asyncio.run(_read_body(feeder({"type": "http.request", "body": b"a", "more_body": True},
                                       {"type": "http.disconnect"})))
+
+
+def test_a_method_of_the_clients_own_is_counted_as_other(client: TestClient) -> None:
+    """The client names the method: arbitrary names must not grow the metric series."""
+    before = client.get("/metrics").text
+    for method in ("FOO1", "FOO2"):
+        client.request(method, "/nowhere")
+    after = client.get("/metrics").text
+    grew = sample(after, "penalty_requests_total", route="unmatched", method="other", status="404") - sample(
+        before, "penalty_requests_total", route="unmatched", method="other", status="404")
+    assert grew == 2 and "FOO1" not in after
