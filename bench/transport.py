@@ -1,6 +1,6 @@
 """Keras in-process vs the service over HTTP: JSON+b64 and safetensors, side by side.
 
-    .venv/bin/python -m bench.transport [--repeats 15] [--big-repeats 7] [--seconds 4]
+    .venv/bin/python -m bench.transport [--repeats 15] [--big-repeats 7] [--seconds 4] [--only small]
 
 One run, everything interleaved (each round runs every contender once; medians per
 contender; ratios within the run):
@@ -19,8 +19,12 @@ contender; ratios within the run):
 4. **Small requests**: ``/v1/penalty`` on a 2×2 tensor, requests/s with a raw-socket
    keep-alive HTTP/1.1 client against the service (small bodies inline, the default),
    the service with every request in the threadpool (``PENALTY_INLINE_BODY_BYTES=0``)
-   and a bare Starlette echo of the same body on the same uvicorn.
+   and a bare Starlette echo of the same body on the same uvicorn (the reference: its
+   default protocol, httptools), and that echo on h11, the protocol the service runs; and,
+   to show what the protocol costs, the service's app on plain uvicorn with httptools.
 5. **BLAS threads**: the core's Dense job with 1 and with 2 BLAS threads (threadpoolctl).
+
+``--only small`` runs section 4 alone (about 40 s).
 
 The services run as ``python -m service`` with their default BLAS threads (1) unless
 ``--blas-threads`` is given; the in-process core uses the same number.
@@ -235,11 +239,16 @@ def requests_per_second(port: int, request: bytes, seconds: float) -> float:
 
 
 @contextmanager
-def echo_service() -> Iterator[int]:
+def echo_service(http: str = "auto", app: str = "bench.echo_app:create_app",
+                 env: Mapping[str, str] | None = None) -> Iterator[int]:
+    """The bare echo (or another ``app`` factory) on plain uvicorn with its HTTP protocol
+    ``http`` ("auto": httptools when installed; "h11": the protocol ``python -m service``
+    runs, for its header bound)."""
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "--factory", "bench.echo_app:create_app", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning"]
-    with tempfile.TemporaryDirectory() as logs, serve(argv, clean_env({"PYTHONPATH": str(ROOT)}), Path(logs), port):
+    argv = [sys.executable, "-m", "uvicorn", "--factory", app, "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning", "--no-access-log", "--http", http]
+    with tempfile.TemporaryDirectory() as logs, serve(argv, clean_env({"PYTHONPATH": str(ROOT), **(env or {})}),
+                                                      Path(logs), port):
         yield port
 
 
@@ -250,6 +259,34 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×"
 
 
+def small_requests(env: dict[str, str], seconds: float) -> dict[str, float]:
+    """Section 4: req/s of each small-request target, medians of interleaved 0.5 s slices."""
+    small = json.dumps({"tensor": [[1.0, -2.0], [3.0, 4.0]], "regularizer": L1}).encode()
+    with ExitStack() as stack:
+        inline = stack.enter_context(live_service(env))
+        pooled = stack.enter_context(live_service({**env, "PENALTY_INLINE_BODY_BYTES": "0"}))
+        echo_port = stack.enter_context(echo_service())
+        echo_h11_port = stack.enter_context(echo_service("h11"))
+        on_httptools = stack.enter_context(echo_service("httptools", "service.app:create_app",
+                                                        {**env, "PENALTY_LOG_LEVEL": "warning"}))
+        targets = {
+            "service /v1/penalty (small bodies inline)": (int(inline.rsplit(":", 1)[1]), http_request("/v1/penalty", small)),
+            "service /v1/penalty (all in the threadpool)": (int(pooled.rsplit(":", 1)[1]), http_request("/v1/penalty", small)),
+            "service /v1/penalty on httptools (inline; not how it runs: no header bound)":
+                (on_httptools, http_request("/v1/penalty", small)),
+            "bare Starlette echo": (echo_port, http_request("/echo", small)),
+            "bare Starlette echo on h11 (the service's HTTP protocol)": (echo_h11_port, http_request("/echo", small)),
+        }
+        slices: dict[str, list[float]] = {name: [] for name in targets}
+        for port, request in targets.values():
+            requests_per_second(port, request, 0.3)
+        for _ in range(max(1, round(seconds / 0.5))):
+            for name, (port, request) in targets.items():
+                slices[name].append(requests_per_second(port, request, 0.5))
+        rps = {name: statistics.median(v) for name, v in slices.items()}
+    return rps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
@@ -257,11 +294,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="per small-request target")
     parser.add_argument("--blas-threads", type=int, default=None)
     parser.add_argument("--keras-python", default="/work/kerasenv/bin/python")
+    parser.add_argument("--only", choices=["small"], help="run only section 4 (small requests)")
     args = parser.parse_args()
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     blas = args.blas_threads or Settings().blas_threads
     env = {"PENALTY_BLAS_THREADS": str(blas)}
+    if args.only == "small":
+        rps = small_requests(env, args.seconds)
+        echo = rps["bare Starlette echo"]
+        print(SMALL_TITLE.format(slices=max(1, round(args.seconds / 0.5))))
+        print("| target | req/s | vs echo |\n|---|---:|---:|")
+        for name, value in rps.items():
+            print(f"| {name} | {value:,.0f} | {value / echo:.0%} |")
+        return
     threadpool_limits(limits=blas, user_api="blas")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(BATCH, FEATURES)).astype(np.float32)
@@ -320,23 +366,7 @@ def main() -> None:
         big_runs["floor L1 4M safetensors"] = lambda: floor.round_trip(bytes(s), r)
         big_ms = interleaved(big_runs, args.big_repeats)
 
-    small = json.dumps({"tensor": [[1.0, -2.0], [3.0, 4.0]], "regularizer": L1}).encode()
-    with ExitStack() as stack:
-        inline = stack.enter_context(live_service(env))
-        pooled = stack.enter_context(live_service({**env, "PENALTY_INLINE_BODY_BYTES": "0"}))
-        echo_port = stack.enter_context(echo_service())
-        targets = {
-            "service /v1/penalty (small bodies inline)": (int(inline.rsplit(":", 1)[1]), http_request("/v1/penalty", small)),
-            "service /v1/penalty (all in the threadpool)": (int(pooled.rsplit(":", 1)[1]), http_request("/v1/penalty", small)),
-            "bare Starlette echo": (echo_port, http_request("/echo", small)),
-        }
-        slices: dict[str, list[float]] = {name: [] for name in targets}
-        for port, request in targets.values():
-            requests_per_second(port, request, 0.3)
-        for _ in range(max(1, round(args.seconds / 0.5))):
-            for name, (port, request) in targets.items():
-                slices[name].append(requests_per_second(port, request, 0.5))
-        rps = {name: statistics.median(v) for name, v in slices.items()}
+    rps = small_requests(env, args.seconds)
 
     blas_runs: dict[str, Callable[[], float | None]] = {}
     for n in sorted({1, cores}):
@@ -368,8 +398,7 @@ def report(args: Any, blas: int, keras: str | None, dense_ms: dict[str, float], 
     print("| job | request bytes | answer bytes |\n|---|---:|---:|")
     for name, (sent, received) in wire.items():
         print(f"| {name} | {sent:,} | {received:,} |")
-    print("\n4. Small requests: /v1/penalty on a 2×2 tensor, raw-socket keep-alive client, "
-          f"median of {max(1, round(args.seconds / 0.5))} interleaved 0.5 s slices\n")
+    print("\n" + SMALL_TITLE.format(slices=max(1, round(args.seconds / 0.5))))
     echo = rps["bare Starlette echo"]
     print("| target | req/s | vs echo |\n|---|---:|---:|")
     for name, value in rps.items():
@@ -378,6 +407,8 @@ def report(args: Any, blas: int, keras: str | None, dense_ms: dict[str, float], 
     table(blas_ms, None)
 
 
+SMALL_TITLE = ("4. Small requests: /v1/penalty on a 2×2 tensor, raw-socket keep-alive client, "
+               "median of {slices} interleaved 0.5 s slices\n")
 BLAS_NOTE = "services and the in-process core with {blas} BLAS thread(s)"
 
 

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
-from collections.abc import AsyncIterator
+import types
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
-from starlette.datastructures import Headers
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
@@ -83,9 +85,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            exc = self._too_large(declared)
+        declared = budget.declared_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            exc = self._too_large(str(declared))
             response = errors.error_response(exc.status_code, exc.code, exc.message)
             await response(scope, receive, send)
             return
@@ -93,19 +95,50 @@ class BodyLimit:
 
         async def counted() -> Message:
             nonlocal received
-            try:
-                async with asyncio.timeout(self.read_timeout):  # no task per chunk, unlike wait_for
-                    message = await receive()
-            except TimeoutError:
-                raise errors.RequestTimeout(
-                    f"no part of the body arrived for {self.read_timeout} s ({received} bytes read)"
-                ) from None
+            waiting, message = receive(), None
+            if inspect.iscoroutine(waiting):
+                try:
+                    waiting = _resumed(waiting, waiting.send(None))
+                except StopIteration as done:  # the chunk had arrived: no timer is needed
+                    message = done.value
+            if message is None:
+                try:
+                    async with asyncio.timeout(self.read_timeout):  # no task per chunk, unlike wait_for
+                        message = await waiting
+                except TimeoutError:
+                    raise errors.RequestTimeout(
+                        f"no part of the body arrived for {self.read_timeout} s ({received} bytes read)"
+                    ) from None
             received += len(message.get("body", b""))
             if received > self.max_bytes:
                 raise self._too_large(f"more than {self.max_bytes}")
             return message
 
         await self.app(scope, counted, send)
+
+
+@types.coroutine
+def _resumed(coroutine: Any, pending: Any) -> Generator[Any, Any, Any]:
+    """The rest of ``coroutine``, which ran up to its first suspension and yielded
+    ``pending`` there: what the event loop sends or throws (a cancellation, the read
+    timeout's included) goes on into it, and its result is this one's.
+
+    :class:`BodyLimit` steps a ``receive()`` once itself and arms its timer only when the
+    chunk has not arrived yet: a timer per chunk costs more than reading a small body.
+    """
+    try:
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:  # every one is the coroutine's to see
+                pending = coroutine.throw(exc)
+            else:
+                pending = coroutine.send(sent)
+    except StopIteration as done:
+        return done.value
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

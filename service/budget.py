@@ -47,13 +47,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import errors
 from service.core import regularizers
 from service.core.activations import Activation
 from service.core.losses import Loss
+from service.observability import header
 
 #: Bytes of one element at work when the dtype is not known (float64 at worst).
 ELEMENT = 8
@@ -286,6 +286,24 @@ EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Bytes every admitted request is charged, whatever its body (headers, objects, buffers).
 PER_REQUEST = 64 * 1024
 SCOPE_KEY = "penalty.ticket"
+#: Where :func:`declared_length` keeps the parsed ``Content-Length`` for the next middleware.
+LENGTH_KEY = "penalty.content_length"
+
+
+def declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length`` (None when absent or not a number), parsed from the
+    raw headers once per request: the body limit and admission control both need it.
+
+        >>> declared_length({"headers": [(b"content-length", b"12")]}), declared_length({"headers": []})
+        (12, None)
+    """
+    if LENGTH_KEY in scope:
+        length: int | None = scope[LENGTH_KEY]
+        return length
+    value = header(scope, b"content-length")
+    length = int(value) if value.isascii() and value.isdigit() else None
+    scope[LENGTH_KEY] = length
+    return length
 
 
 class AdmissionControl:
@@ -308,8 +326,8 @@ class AdmissionControl:
         if scope["type"] != "http" or scope["path"] in EXEMPT:
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
-        upfront = PER_REQUEST + (int(declared) * self.body_factor if declared.isdigit() else 0)
+        declared = declared_length(scope)
+        upfront = PER_REQUEST + (declared * self.body_factor if declared is not None else 0)
         try:
             self.admission.enter(upfront)
         except errors.Overloaded as exc:
@@ -322,12 +340,12 @@ class AdmissionControl:
 
         async def counted() -> Message:
             message = await receive()
-            if not declared.isdigit() and message.get("body"):
+            if message.get("body"):
                 ticket.reserve(len(message["body"]) * self.body_factor)
             return message
 
-        try:
-            await self.app(scope, counted, send)
+        try:  # a declared body was reserved whole: its chunks need no counting
+            await self.app(scope, receive if declared is not None else counted, send)
         finally:
             self.admission.leave(upfront + ticket.bytes)
 

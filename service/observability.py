@@ -1,7 +1,8 @@
 """Operating the service: request ids, JSON logs, Prometheus metrics, API keys.
 
 * **Request id** — every response carries ``X-Request-ID``: the client's own when it
-  sent a sane one (1–128 of ``A-Z a-z 0-9 . _ -``), else a new uuid4 hex.  It is in
+  sent a sane one (1–128 of ``A-Z a-z 0-9 . _ -``), else a new one of 32 hex digits
+  (:func:`new_request_id`).  It is in
   :data:`REQUEST_ID` while the request runs, so every log line written meanwhile has it.
 * **Logs** — with ``PENALTY_LOG_JSON`` (the default) every line is one JSON object
   (``time, level, logger, message, request_id`` and any fields), uvicorn's included; the
@@ -12,7 +13,8 @@
   ``penalty_request_bytes_total`` / ``penalty_response_bytes_total`` {route},
   ``penalty_rejections_total`` {reason} (every error envelope, by its code),
   ``penalty_requests_in_flight`` and ``penalty_admitted_bytes`` (gauges).  ``route`` is
-  the route's template (``/v1/penalty``), ``unmatched`` otherwise, so labels stay few.
+  the route's template (``/v1/penalty``), ``unmatched`` otherwise, and ``method`` a
+  standard method or ``other``, so labels stay few whatever clients send.
   With more than one worker, ``python -m service`` points ``PROMETHEUS_MULTIPROC_DIR`` at
   a fresh directory (:func:`prepare_metrics_dir`) and ``/metrics`` adds up all workers.
 * **API keys** — with ``PENALTY_API_KEYS`` set, ``/v1/*`` needs one, as
@@ -31,13 +33,14 @@ streaming response (server-sent events) is never buffered.
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -52,7 +55,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -127,6 +130,78 @@ def _route_of(scope: Scope) -> str:
     return str(path) if path else "unmatched"
 
 
+def _new_prefix() -> None:
+    global _ID_PREFIX, _ids
+    _ID_PREFIX = secrets.token_hex(8)
+    _ids = itertools.count()
+
+
+_ID_PREFIX = ""
+_ids = itertools.count()
+_new_prefix()
+os.register_at_fork(after_in_child=_new_prefix)  # a forked worker draws its own prefix
+
+
+def new_request_id() -> str:
+    """32 hex digits, unique: this process's random 64-bit prefix and a counter (drawn
+    again in a forked child), e.g. ``"9f1c0b7e5a2d4c83" "0000000000000007"``: as unique as
+    a uuid4 across workers, without reading the OS's random source for every request."""
+    return f"{_ID_PREFIX}{next(_ids):016x}"
+
+
+def header(scope: Scope, name: bytes) -> str:
+    """The first value of header ``name`` (lower-case bytes) in ``scope``, or ``""``:
+    one pass over the raw list, without building a ``Headers`` object."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _set_request_id(message: Message, request_id: bytes) -> None:
+    """``X-Request-ID: request_id`` on a response start message, replacing one already set."""
+    headers = message["headers"] = list(message.get("headers", ()))
+    for i, (key, _) in enumerate(headers):
+        if key == b"x-request-id":
+            headers[i] = (key, request_id)
+            return
+    headers.append((b"x-request-id", request_id))
+
+
+class _RouteMetrics:
+    """The metric children of one route (``labels()`` looks them up under a lock each time)."""
+
+    __slots__ = ("bytes_in", "bytes_out", "duration", "requests", "route")
+
+    def __init__(self, route: str) -> None:
+        self.route = route
+        self.duration = DURATION.labels(route)
+        self.bytes_in = BYTES_IN.labels(route)
+        self.bytes_out = BYTES_OUT.labels(route)
+        self.requests: dict[tuple[str, int], Any] = {}
+
+    def count(self, method: str, status: int) -> None:
+        if method not in METHODS:  # the client names the method: its values must stay few
+            method = "other"
+        child = self.requests.get((method, status))
+        if child is None:
+            child = self.requests[method, status] = REQUESTS.labels(self.route, method, str(status))
+        child.inc()
+
+
+#: The ``method`` label's values; any other method a client sends counts as ``other``.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+#: route template -> its metric children (a few routes; "unmatched" for the rest).
+_METRICS: dict[str, _RouteMetrics] = {}
+
+
+def _metrics_of(route: str) -> _RouteMetrics:
+    metrics = _METRICS.get(route)
+    if metrics is None:
+        metrics = _METRICS[route] = _RouteMetrics(route)
+    return metrics
+
+
 class Observability:
     """ASGI middleware: request id, metrics and one access-log line per request."""
 
@@ -137,23 +212,26 @@ class Observability:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent_id = Headers(scope=scope).get("x-request-id", "")
-        request_id = sent_id if _SANE_ID.fullmatch(sent_id) else uuid.uuid4().hex
+        sent_id = header(scope, b"x-request-id")
+        request_id = sent_id if sent_id and _SANE_ID.fullmatch(sent_id) else new_request_id()
+        encoded_id = request_id.encode("latin-1")
         token = REQUEST_ID.set(request_id)
         start = time.perf_counter()
-        state = {"status": 500, "in": 0, "out": 0}
+        status, bytes_in, bytes_out = 500, 0, 0
 
         async def counted_receive() -> Message:
+            nonlocal bytes_in
             message = await receive()
-            state["in"] += len(message.get("body", b""))
+            bytes_in += len(message.get("body", b""))
             return message
 
         async def tagged_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
-            elif message["type"] == "http.response.body":
-                state["out"] += len(message.get("body", b""))
+            nonlocal status, bytes_out
+            if message["type"] == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
+                status = message["status"]
+                _set_request_id(message, encoded_id)
             await send(message)
 
         IN_FLIGHT.inc()
@@ -162,22 +240,30 @@ class Observability:
         finally:
             IN_FLIGHT.dec()
             elapsed = time.perf_counter() - start
-            route = _route_of(scope)
-            REQUESTS.labels(route, scope["method"], str(state["status"])).inc()
-            DURATION.labels(route).observe(elapsed)
-            BYTES_IN.labels(route).inc(state["in"])
-            BYTES_OUT.labels(route).inc(state["out"])
-            client = scope.get("client")
-            access_log.info(
-                "%s %s %s", scope["method"], errors.clip(scope["path"], 200), state["status"],
-                extra={"fields": {
-                    "request_id": request_id, "method": scope["method"], "path": errors.clip(scope["path"], 200), "route": route,
-                    "status": state["status"], "duration_ms": round(elapsed * 1000, 3),
-                    "bytes_in": state["in"], "bytes_out": state["out"],
-                    "client": f"{client[0]}:{client[1]}" if client else None,
-                }},
-            )
+            metrics = _metrics_of(_route_of(scope))
+            metrics.count(scope["method"], status)
+            metrics.duration.observe(elapsed)
+            metrics.bytes_in.inc(bytes_in)
+            metrics.bytes_out.inc(bytes_out)
+            if access_log.isEnabledFor(logging.INFO):  # the fields are built only to be written
+                _log_access(scope, request_id, metrics.route, status, elapsed, bytes_in, bytes_out)
             REQUEST_ID.reset(token)
+
+
+def _log_access(
+    scope: Scope, request_id: str, route: str, status: int, elapsed: float, bytes_in: int, bytes_out: int
+) -> None:
+    client = scope.get("client")
+    path = errors.clip(scope["path"], 200)
+    access_log.info(
+        "%s %s %s", scope["method"], path, status,
+        extra={"fields": {
+            "request_id": request_id, "method": scope["method"], "path": path, "route": route,
+            "status": status, "duration_ms": round(elapsed * 1000, 3),
+            "bytes_in": bytes_in, "bytes_out": bytes_out,
+            "client": f"{client[0]}:{client[1]}" if client else None,
+        }},
+    )
 
 
 # --------------------------------------------------------------------------- API keys

@@ -54,6 +54,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from service import budget, errors, offload, wire
 from service.config import Settings
@@ -64,6 +65,7 @@ from service.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from service.observability import header
 from service.schemas import budget_for, decoding
 from service.schemas.paths import PlacementError, place
 from service.wire import safetensors
@@ -95,9 +97,8 @@ def parse_json(body: bytes | str, max_rank: int) -> Any:
         raise InvalidJson(message, details=[{"loc": ["body"], "msg": message, "type": InvalidJson.code}]) from None
 
 
-def body_format(request: Request) -> str:
+def body_format(header: str | None) -> str:
     """``"json"`` or ``"safetensors"`` from ``Content-Type``; 415 for anything else."""
-    header = request.headers.get("content-type")
     if header == "application/json":  # the common case, without parsing
         return "json"
     declared = Message()
@@ -114,9 +115,8 @@ def body_format(request: Request) -> str:
     )
 
 
-def wants_safetensors(request: Request) -> bool:
+def wants_safetensors(accept: str) -> bool:
     """Does ``Accept`` name ``application/x-safetensors`` (with a non-zero quality)?"""
-    accept = request.headers.get("accept", "")
     if "safetensors" not in accept:
         return False
     for part in accept.split(","):
@@ -255,10 +255,10 @@ class WireRoute(APIRoute):
 
         async def route_handler(request: Request) -> Response:
             if direct:
-                return await self.respond(request)
+                return await self.respond(request.scope, request.receive)
             settings: Settings = request.app.state.settings
-            binary = wants_safetensors(request)
-            kind = body_format(request) if has_body else "json"
+            binary = wants_safetensors(request.headers.get("accept", ""))
+            kind = body_format(request.headers.get("content-type")) if has_body else "json"
             request = ParsedRequest(_as_json(request.scope), request.receive)
             if has_body:
                 body = await request.body()
@@ -285,17 +285,17 @@ class WireRoute(APIRoute):
             return document
         return validate(document, model, settings, ticket)
 
-    async def respond(self, request: Request) -> Response:
+    async def respond(self, scope: Any, receive: Any) -> Response:
         """One request of a ``def route(request: Model)`` route: read, compute, write,
         on the event loop for a small body, in one threadpool call for a large one, in the
         process pool for a large JSON body."""
-        settings: Settings = request.app.state.settings
-        binary = wants_safetensors(request)
-        kind = body_format(request)
-        body = await request.body()  # over the size limit: a 413 here
+        settings: Settings = scope["app"].state.settings
+        binary = wants_safetensors(header(scope, b"accept"))  # raw headers: no Headers object
+        kind = body_format(header(scope, b"content-type"))
+        body = await _read_body(receive)  # over the size limit: a 413 here
         if kind == "json" and not binary and offload.wanted(body, settings):
             return await self.offloaded(body, settings)
-        ticket = request.scope.get(budget.SCOPE_KEY)
+        ticket = scope.get(budget.SCOPE_KEY)
         work = functools.partial(self.run, body, kind, settings, binary, ticket)
         return work() if len(body) <= settings.inline_body_bytes else await run_in_threadpool(work)
 
@@ -353,17 +353,30 @@ class FastLane:
             await self.app(scope, receive, send)
             return
         scope["route"] = route  # as the router would set it (metrics and access logs read it)
-        request = Request(scope, receive)
         try:
-            response = await route.respond(request)
+            response = await route.respond(scope, receive)
         except Exception as exc:
             handler = _handler_for(self.service.exception_handlers, exc)
             if handler is None:
                 raise
-            response = handler(request, exc)
+            response = handler(Request(scope, receive), exc)
             if inspect.isawaitable(response):
                 response = await response
         await response(scope, receive, send)
+
+
+async def _read_body(receive: Any) -> bytes:
+    """The whole request body, as ``Request.body()`` reads it (a disconnect raises
+    ``ClientDisconnect``), without the request object and its stream generator."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
 
 
 def _fast_routes(routes: Any, prefix: str) -> Iterator[tuple[str, WireRoute]]:

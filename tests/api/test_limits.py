@@ -174,3 +174,58 @@ def test_keras_module_and_registered_name_are_strings_or_null(client: TestClient
         response = client.post("/v1/penalty", json={"tensor": [1.0], "regularizer": {**keras, key: value}})
         assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_spec")
         assert response.json()["error"]["details"][0]["msg"] == f"{key} must be a string or null, got {kind}"
+
+
+def test_the_read_timer_is_armed_only_for_a_chunk_that_has_not_arrived(monkeypatch: Any) -> None:
+    """A chunk already there is read without a timer; one that arrives after a wait is read
+    under the timer; a cancellation from outside reaches the waiting receive (not a 408)."""
+    import asyncio
+
+    import pytest
+
+    from service.app import BodyLimit
+
+    real_timeout, armed, seen = asyncio.timeout, [], []
+
+    def counting_timeout(delay: float) -> Any:
+        armed.append(delay)
+        return real_timeout(delay)
+
+    monkeypatch.setattr(asyncio, "timeout", counting_timeout)
+
+    async def ready() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"abc", "more_body": False}
+
+    async def later() -> dict[str, Any]:
+        await asyncio.sleep(0.01)
+        return {"type": "http.request", "body": b"abcd", "more_body": False}
+
+    async def forever() -> dict[str, Any]:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            seen.append("cancelled")
+        return {}
+
+    async def reads(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((await receive())["body"])
+
+    async def send(message: Any) -> None:
+        pass
+
+    scope = {"type": "http", "headers": [], "method": "POST", "path": "/v1/penalty"}
+    limit = BodyLimit(reads, max_bytes=100, read_timeout=5)
+    asyncio.run(limit(dict(scope), ready, send))
+    assert (seen, armed) == ([b"abc"], [])
+    asyncio.run(limit(dict(scope), later, send))
+    assert (seen, armed) == ([b"abc", b"abcd"], [5])
+
+    async def cancelled_from_outside() -> None:
+        task = asyncio.ensure_future(limit(dict(scope), forever, send))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(cancelled_from_outside())
+    assert seen[-1] == "cancelled" and armed == [5, 5]

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -172,3 +173,57 @@ def test_cors_only_for_configured_origins(make_client: MakeClient) -> None:
     assert "access-control-allow-origin" not in other.headers
     plain = make_client().post("/v1/penalty", json=SEED, headers={"Origin": "https://app.example"})
     assert "access-control-allow-origin" not in plain.headers
+
+
+def test_generated_request_ids_are_unique_and_a_forked_worker_draws_its_own_prefix() -> None:
+    import os
+
+    from service.observability import new_request_id
+
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert re.fullmatch(r"[0-9a-f]{32}", child) and child[:16] != ids[0][:16]
+
+
+def test_the_fast_lane_reads_a_body_as_starlette_does() -> None:
+    """Chunks are joined, messages of other types skipped, a disconnect is ClientDisconnect."""
+    import asyncio
+
+    from starlette.requests import ClientDisconnect
+
+    from service.api.routing import _read_body
+
+    def feeder(*messages: dict[str, Any]) -> Callable[[], Any]:
+        queue = list(messages)
+
+        async def receive() -> dict[str, Any]:
+            return queue.pop(0)
+
+        return receive
+
+    chunks = feeder({"type": "http.request", "body": b"ab", "more_body": True}, {"type": "other"},
+                    {"type": "http.request", "body": b"", "more_body": True}, {"type": "http.request", "body": b"c"})
+    assert asyncio.run(_read_body(chunks)) == b"abc"
+    with pytest.raises(ClientDisconnect):
+        asyncio.run(_read_body(feeder({"type": "http.request", "body": b"a", "more_body": True},
+                                      {"type": "http.disconnect"})))
+
+
+def test_a_method_of_the_clients_own_is_counted_as_other(client: TestClient) -> None:
+    """The client names the method: arbitrary names must not grow the metric series."""
+    before = client.get("/metrics").text
+    for method in ("FOO1", "FOO2"):
+        client.request(method, "/nowhere")
+    after = client.get("/metrics").text
+    grew = sample(after, "penalty_requests_total", route="unmatched", method="other", status="404") - sample(
+        before, "penalty_requests_total", route="unmatched", method="other", status="404")
+    assert grew == 2 and "FOO1" not in after
