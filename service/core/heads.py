@@ -32,12 +32,14 @@ Example (a sigmoid head with binary crossentropy takes the logits ``z``)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from service.core.activations import Activation
-from service.core.errors import ShapeError
+from service.core import losses as loss_registry
+from service.core.errors import ShapeError, SpecError
 from service.core.losses import Loss
 from service.core.numeric import FloatArray
 
@@ -147,3 +149,11 @@ def check_targets(loss: Loss, targets: tuple[int, ...], outputs: tuple[int, ...]
             f"{list(outputs)}; they must be equal (or differ by a trailing axis of size 1)",
             field="targets",
         )
+
+
+def get_loss(spec: str | Mapping[str, Any] | Loss) -> Loss:
+    """The loss a request names, its errors located at the ``loss`` field."""
+    try:
+        return loss_registry.get(spec)
+    except SpecError as exc:
+        raise SpecError(f"loss: {exc.message}", field="loss") from None

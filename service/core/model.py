@@ -44,7 +44,7 @@ import numpy as np
 from service.core import losses as loss_registry
 from service.core.dense import activity_divisor, check_normalization, chosen, per_batch
 from service.core.errors import ShapeError, SpecError
-from service.core.heads import check_targets, head_loss
+from service.core.heads import check_targets, get_loss, head_loss
 from service.core.layers.base import Layer, Shape
 from service.core.losses import Loss
 from service.core.numeric import finish, result_dtype, total, work_dtype
@@ -263,7 +263,7 @@ def evaluate(
     # (term, node, ∂term/∂(node output, or its pre-activation when from_logits) once computed, from_logits)
     starts: list[tuple[str, str, Callable[[], np.ndarray], bool]] = []
     if targets is not None and loss is not None:
-        loss_fn = _get_loss(loss)
+        loss_fn = get_loss(loss)
         check_targets(loss_fn, targets.shape, y_out.shape, "model")
         t = np.asarray(targets, dtype=wd)
         head_name = _head_node(model, caches, out_name)
@@ -387,11 +387,4 @@ def backprop(model: Model, caches: Mapping[str, Any], start: str, g: np.ndarray,
             if g_x is not None and model.nodes[src].layer is not None and reaches[src]:
                 upstream[src] = upstream[src] + g_x if src in upstream else g_x
     return out
-
-
-def _get_loss(spec: str | Mapping[str, Any] | Loss) -> Loss:
-    try:
-        return loss_registry.get(spec)
-    except SpecError as exc:
-        raise SpecError(f"loss: {exc.message}", field="loss") from None
 

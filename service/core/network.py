@@ -46,7 +46,7 @@ from service.core.dense import (
     output_shape,
 )
 from service.core.errors import SpecError, shown
-from service.core.heads import check_targets
+from service.core.heads import check_targets, get_loss
 from service.core.layers.dense import Dense
 from service.core.losses import Loss
 from service.core.model import Model, Node, evaluate
@@ -102,13 +102,6 @@ def layer_names(specs: Sequence[LayerSpec]) -> list[str]:
     return names
 
 
-def _get_loss(spec: str | Mapping[str, Any] | Loss) -> Loss:
-    try:
-        return loss_registry.get(spec)
-    except SpecError as exc:
-        raise SpecError(f"loss: {exc.message}", field="loss") from None
-
-
 #: The name of the stack's input node (a layer name cannot contain "/", so it never clashes).
 INPUT = "inputs/"
 
@@ -161,7 +154,7 @@ def network(
         )
         for i, s in enumerate(layers)
     ]
-    data_loss_fn = _get_loss(loss)
+    data_loss_fn = get_loss(loss)
     shape = tuple(inputs.shape)
     for i, layer in enumerate(built):  # every shape error, before anything is computed
         shape = output_shape(shape, layer, field="inputs" if i == 0 else f"the outputs of layer {names[i - 1]!r}")
