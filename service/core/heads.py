@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from service.core.activations import Activation
 from service.core import losses as loss_registry
+from service.core.activations import Activation
 from service.core.errors import ShapeError, SpecError
 from service.core.losses import Loss
 from service.core.numeric import FloatArray

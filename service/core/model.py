@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 
-from service.core import losses as loss_registry
 from service.core.dense import activity_divisor, check_normalization, chosen, per_batch
 from service.core.errors import ShapeError, SpecError
 from service.core.heads import check_targets, get_loss, head_loss

@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from service.core import losses as loss_registry
 from service.core.dense import (
     ActivationSpec,
     Layer,
