@@ -239,6 +239,21 @@ FITS64 = [
 ]
 
 
+def fit_logged(model, x, t, batch: int, epochs: int):
+    """``model.fit(shuffle=False)``; its History and each epoch's per-batch ``logs["loss"]``."""
+    batch_logs: list[list[float]] = []
+
+    class Logs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            batch_logs.append([])
+
+        def on_train_batch_end(self, b, logs=None):
+            batch_logs[-1].append(float(logs["loss"]))
+
+    hist = model.fit(x, t, batch_size=batch, epochs=epochs, shuffle=False, verbose=0, callbacks=[Logs()])
+    return hist, batch_logs
+
+
 def fit_case(case_id, layer_defs, loss, batch, epochs, opt, dtype="float32") -> dict:
     r = rng(case_id)
     n, features = 10, 4
@@ -277,16 +292,8 @@ def fit_case(case_id, layer_defs, loss, batch, epochs, opt, dtype="float32") -> 
     keras_model = json.loads(model.to_json())
     model.compile(optimizer=keras_optimizer(*opt), loss=keras_loss(loss))
 
-    batch_logs: list[list[float]] = []
 
-    class Logs(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            batch_logs.append([])
-
-        def on_train_batch_end(self, b, logs=None):
-            batch_logs[-1].append(float(logs["loss"]))
-
-    hist = model.fit(x, t, batch_size=batch, epochs=epochs, shuffle=False, verbose=0, callbacks=[Logs()])
+    hist, batch_logs = fit_logged(model, x, t, batch, epochs)
     weights = {}
     for name in names:
         k, b = model.get_layer(name).get_weights()
@@ -364,17 +371,9 @@ def model_fit_case(case_id, build, loss, n, batch, epochs, opt) -> dict:
     t = ((r.random(size=(n, units)) > 0.5) if loss == "binary_crossentropy" else r.normal(size=(n, units))).astype("float32")
     keras_model = json.loads(model.to_json())
     model.compile(optimizer=keras_optimizer(*opt), loss=keras_loss(loss))
-    batch_logs: list[list[float]] = []
-
-    class Logs(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            batch_logs.append([])
-
-        def on_train_batch_end(self, b, logs=None):
-            batch_logs[-1].append(float(logs["loss"]))
 
     x = xs if len(xs) > 1 else next(iter(xs.values()))
-    hist = model.fit(x, t, batch_size=batch, epochs=epochs, shuffle=False, verbose=0, callbacks=[Logs()])
+    hist, batch_logs = fit_logged(model, x, t, batch, epochs)
     final = {f"{layer.name}/{v.name}": wire(v.numpy()) for layer in model.layers for v in layer.weights}
     request = {"model": keras_model, "weights": weights,
                "inputs": {k: wire(v) for k, v in xs.items()} if len(xs) > 1 else wire(x),
