@@ -316,6 +316,22 @@ LOSSES = {"categorical_crossentropy": keras.losses.CategoricalCrossentropy, "bin
           "mean_squared_error": keras.losses.MeanSquaredError}
 
 
+
+def term_gradients(model, tape, terms: dict, total_t) -> dict:
+    """``{"<layer>/<weight>": {term: ∂term/∂w (where it reaches), "total": ∂total/∂w}}`` for
+    every trainable weight, from a persistent tape that recorded ``terms`` and ``total_t``."""
+    gradients = {}
+    for layer in model.layers:
+        for v in layer.trainable_weights:
+            entry = {}
+            for term, value in terms.items():
+                g = tape.gradient(value, v.value)
+                if g is not None:
+                    entry[term] = wire(g)
+            entry["total"] = wire(tape.gradient(total_t, v.value))
+            gradients[f"{layer.name}/{v.name}"] = entry
+    return gradients
+
 def model_case(case_id, model, training=False, batch=4, save=None):
     rng = rng_for(case_id)
     weights = {}
@@ -364,16 +380,7 @@ def model_case(case_id, model, training=False, batch=4, save=None):
     total = float(sum(v.numpy() for v in terms.values()))
     keras_total = float(terms["data_loss"].numpy()) + float(sum(v.numpy() for v in probe.losses))
     assert abs(total - keras_total) <= 1e-5 * (1 + abs(total)), (case_id, total, keras_total)
-    gradients = {}
-    for layer in model.layers:
-        for v in layer.trainable_weights:
-            entry = {}
-            for term, value in terms.items():
-                g = tape.gradient(value, v.value)
-                if g is not None:
-                    entry[term] = wire(g)
-            entry["total"] = wire(tape.gradient(total_t, v.value))
-            gradients[f"{layer.name}/{v.name}"] = entry
+    gradients = term_gradients(model, tape, terms, total_t)
     updates = {}
     if training:  # a frozen BatchNormalization updates nothing (asserted below)
         for layer in model.layers:

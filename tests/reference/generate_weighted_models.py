@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import keras
 import numpy as np
 import tensorflow as tf
-from generate_models import L1, L2, OUT, cnn, rng_for, set_weights, two_inputs, wire
+from generate_models import L1, L2, OUT, cnn, rng_for, set_weights, term_gradients, two_inputs, wire
 from keras import layers
 
 LOSSES = {"categorical_crossentropy": keras.losses.CategoricalCrossentropy,
@@ -77,16 +77,7 @@ def case(case_id, model, loss_name, reduction, batch=5):
                 if reg is not None and var is not None:
                     terms[f"{layer.name}/{arg}"] = reg(var)
         total_t = tf.add_n(list(terms.values()))
-    gradients = {}
-    for layer in model.layers:
-        for v in layer.trainable_weights:
-            entry = {}
-            for term, value in terms.items():
-                g = tape.gradient(value, v.value)
-                if g is not None:
-                    entry[term] = wire(g)
-            entry["total"] = wire(tape.gradient(total_t, v.value))
-            gradients[f"{layer.name}/{v.name}"] = entry
+    gradients = term_gradients(model, tape, terms, total_t)
     expected = {"outputs": wire(y),
                 "losses": {**{k: float(v.numpy()) for k, v in terms.items()}, "total": float(sum(v.numpy() for v in terms.values()))},
                 "gradients": gradients}
