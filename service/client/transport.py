@@ -1,0 +1,191 @@
+"""The client's HTTP/1.1 transport: ``httpx.Client``'s API, the standard library's ``http.client``
+underneath for ``http://`` URLs.
+
+httpx's own transport reads an answer in 64 KiB pieces, each passed through httpcore and h11
+and the pieces joined at the end; for the Dense job's 4.7 MB safetensors answer that was about
+3 ms of the client's time, a third of the whole call (``python -m bench.transport``).
+``http.client`` reads a body of known length with one buffered read straight into the bytes
+object it returns, and a request goes out as its pieces with ``sendall`` (a large array from its
+own memory).  Everything above the bytes stays httpx's: timeouts, event hooks, redirects,
+``Response`` objects, content decoding.
+
+* Keep-alive: idle connections are kept per host and port (at most ``max_idle`` each); one
+  whose socket has become readable while idle (the server closed it, or sent something
+  unasked) is dropped before use.  A request on a reused connection that the server closed
+  before answering is sent once more on a new one: every route of the service is a function
+  of its body, so resending cannot do anything twice.
+* A body of known length (``Content-Length``) is read whole on the first read of the stream;
+  any other body (chunked, e.g. ``/v1/train``'s Server-Sent Events) is read as it arrives.
+* ``https://`` URLs go to httpx's own transport (``fallback``).
+* Errors are httpx's: ``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``WriteError``,
+  ``ReadError``, ``RemoteProtocolError``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+Timeouts = dict[str, float | None]
+
+
+class _Body(httpx.SyncByteStream):
+    """An answer's body; the connection goes back to the pool once the body is read whole."""
+
+    def __init__(self, response: http.client.HTTPResponse, release: Any) -> None:
+        self.response = response
+        self.release = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            if self.response.length is not None and not self.response.chunked:
+                data = self.response.read()  # one buffered read of exactly Content-Length bytes
+                if data:
+                    yield data
+                return
+            while chunk := self.response.read1(1 << 16):
+                yield chunk
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc) or "timed out reading the answer") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise httpx.ReadError(f"reading the answer failed: {exc!r}") from exc
+
+    def close(self) -> None:
+        self.release(self.response)
+
+
+class SocketTransport(httpx.BaseTransport):
+    """``httpx.BaseTransport`` over ``http.client`` connections with ``TCP_NODELAY``."""
+
+    def __init__(self, *, max_idle: int = 4, fallback: httpx.BaseTransport | None = None) -> None:
+        self.max_idle = max_idle
+        self.fallback = fallback if fallback is not None else httpx.HTTPTransport()
+        self._idle: dict[tuple[str, int], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------------- httpx API
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme != "http":
+            return self.fallback.handle_request(request)
+        timeouts: Timeouts = request.extensions.get("timeout", {})
+        address = (request.url.host, request.url.port or 80)
+        conn, reused = self._take(address, timeouts)
+        while True:
+            try:
+                response, reusable = self._exchange(conn, request, timeouts)
+                break
+            except _Closed as exc:
+                conn.close()
+                if not reused:
+                    raise httpx.RemoteProtocolError(
+                        f"the server closed the connection without answering ({exc.__cause__!r})") from exc
+                conn, reused = self._connect(address, timeouts), False  # it had closed the idle connection
+            except BaseException:
+                conn.close()
+                raise
+        return httpx.Response(
+            status_code=response.status,
+            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.getheaders()],
+            stream=_Body(response, lambda r: self._release(address, conn, r, reusable)),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode("latin-1")},
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+        self.fallback.close()
+
+    # ----------------------------------------------------------------------- connections
+
+    def _take(self, address: tuple[str, int], timeouts: Timeouts) -> tuple[http.client.HTTPConnection, bool]:
+        while True:
+            with self._lock:
+                conns = self._idle.get(address)
+                conn = conns.pop() if conns else None
+            if conn is None:
+                return self._connect(address, timeouts), False
+            if conn.sock is not None and not select.select([conn.sock], [], [], 0)[0]:
+                return conn, True
+            conn.close()  # closed by the server while idle (readable: EOF), or in a bad state
+
+    @staticmethod
+    def _connect(address: tuple[str, int], timeouts: Timeouts) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection(*address, timeout=timeouts.get("connect"))
+        try:
+            conn.connect()
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(f"connecting to {address[0]}:{address[1]} timed out") from exc
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot connect to {address[0]}:{address[1]}: {exc}") from exc
+        assert conn.sock is not None
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def _release(self, address: tuple[str, int], conn: http.client.HTTPConnection,
+                 response: http.client.HTTPResponse, reusable: bool) -> None:
+        """Back to the pool if the request went out whole, the answer was read whole and
+        the connection stays open."""
+        if not reusable or not response.isclosed() or response.will_close or conn.sock is None:
+            conn.close()
+            return
+        with self._lock:
+            conns = self._idle.setdefault(address, [])
+            if len(conns) < self.max_idle:
+                conns.append(conn)
+                return
+        conn.close()
+
+    # ----------------------------------------------------------------------- one exchange
+
+    @staticmethod
+    def _exchange(conn: http.client.HTTPConnection, request: httpx.Request,
+                  timeouts: Timeouts) -> tuple[http.client.HTTPResponse, bool]:
+        """Send the request, read the answer's head: ``(answer, connection reusable)``.
+
+        A server may answer before the body has gone out (a 413 or 503 decided from the
+        headers) and close: a failed send is followed by reading that answer, as httpx does."""
+        assert conn.sock is not None
+        sock = conn.sock
+        sock.settimeout(timeouts.get("write"))
+        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+        sent = True
+        try:
+            conn.putrequest(request.method, request.url.raw_path.decode("ascii"),
+                            skip_host=True, skip_accept_encoding=True)
+            for name, value in request.headers.raw:
+                conn.putheader(name, value)
+            conn.endheaders()
+            for piece in request.stream:  # type: ignore[union-attr]
+                if piece:
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+        except TimeoutError as exc:
+            raise httpx.WriteTimeout(str(exc) or "timed out sending the request") from exc
+        except OSError:
+            sent = False
+        sock.settimeout(timeouts.get("read"))
+        try:
+            return conn.getresponse(), sent
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc) or "timed out waiting for the answer") from exc
+        except (http.client.RemoteDisconnected, ConnectionError) as exc:
+            raise _Closed() from exc
+        except http.client.HTTPException as exc:
+            raise httpx.RemoteProtocolError(f"the answer is not valid HTTP/1.1: {exc!r}") from exc
+        except OSError as exc:
+            raise httpx.ReadError(f"reading the answer failed: {exc!r}") from exc
+
+
+class _Closed(Exception):
+    """The server closed the connection without an answer."""
