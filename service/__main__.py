@@ -28,7 +28,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from service.config import describe_error, settings_from, unknown_variables
+    from service.config import (
+        describe_error,
+        prepare_blas_environment,
+        settings_from,
+        unknown_variables,
+    )
+
+    prepare_blas_environment()  # before anything loads NumPy (and OpenBLAS), here and in the workers
 
     parser = _Parser(prog="python -m service", description=__doc__.splitlines()[0])
     for flag, field in FLAGS.items():

@@ -74,8 +74,9 @@ class Settings(BaseSettings):
     max_safetensors_header_bytes: int = Field(1 << 20, ge=64)
     #: bodies up to this size are computed on the event loop (no threadpool hop)
     inline_body_bytes: int = Field(4096, ge=0)
-    #: BLAS (OpenBLAS/MKL) threads per worker process (threadpoolctl)
-    blas_threads: int = Field(1, ge=1)
+    #: BLAS (OpenBLAS/MKL) threads per worker process (threadpoolctl); unset: the cores
+    #: this process may use ÷ workers, at least 1 (:func:`blas_threads`)
+    blas_threads: int | None = Field(None, ge=1)
 
     # --- training runs (/v1/train; 413 too_expensive over them)
     max_train_work: int = Field(20_000_000_000, ge=1)
@@ -116,6 +117,38 @@ class Settings(BaseSettings):
 
 #: Variables read besides ``PENALTY_<field>``.
 ALIASES = {"HOST": "host", "PORT": "port"}
+
+#: Set before NumPy loads OpenBLAS (``python -m service`` does, first thing): after each
+#: call OpenBLAS's worker threads spin for 2**28 cycles by default before they sleep,
+#: taking a core from the event loop, the other workers and the next call; 2**4 lets
+#: them sleep at once (``bench/blas.py`` measures both).
+BLAS_ENVIRONMENT = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+
+
+def prepare_blas_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Put :data:`BLAS_ENVIRONMENT` into ``environ`` where it is not set already."""
+    for name, value in BLAS_ENVIRONMENT.items():
+        environ.setdefault(name, value)
+
+
+def available_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The CPUs this process may run on (its affinity), capped by a cgroup v2 CPU quota
+    (a container's ``cpus:`` or Kubernetes CPU limit), rounded up."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = open(cpu_max).read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def blas_threads(settings: Settings, cores: int | None = None) -> int:
+    """``PENALTY_BLAS_THREADS``, or the available cores ÷ workers (at least 1)."""
+    if settings.blas_threads is not None:
+        return settings.blas_threads
+    return max(1, (cores if cores is not None else available_cores()) // settings.workers)
 
 
 def get_settings() -> Settings:

@@ -1,23 +1,68 @@
-"""``PENALTY_BLAS_THREADS``: each app (one per worker process) sets its BLAS thread pool."""
+"""``PENALTY_BLAS_THREADS``: each app (one per worker process) sets its BLAS thread pool;
+unset, the available cores ÷ workers; OpenBLAS's idle threads sleep at once."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from threadpoolctl import threadpool_info
 
 from service.app import create_app
+from service.config import available_cores, blas_threads, prepare_blas_environment
 from tests.conftest import make_settings
+from tests.deploy.server import clean_env
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def blas_threads() -> set[int]:
+def pool_sizes() -> set[int]:
     return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 
 
 @pytest.mark.parametrize("threads", [2, 1])
 def test_the_setting_sizes_the_blas_pool(threads: int) -> None:
-    if not blas_threads():
+    if not pool_sizes():
         pytest.skip("NumPy is linked to no BLAS that threadpoolctl controls")
     create_app(make_settings(blas_threads=threads))
-    assert blas_threads() == {threads}
-    create_app(make_settings())  # the default
-    assert blas_threads() == {1}
+    assert pool_sizes() == {threads}
+    create_app(make_settings())  # the default: cores ÷ workers
+    assert pool_sizes() == {max(1, available_cores())}
+
+
+@pytest.mark.parametrize(("setting", "workers", "cores", "threads"), [
+    (None, 1, 2, 2), (None, 2, 2, 1), (None, 3, 2, 1), (None, 2, 8, 4), (None, 3, 8, 2), (3, 1, 2, 3), (1, 4, 64, 1),
+])
+def test_the_default_is_cores_over_workers(setting: int | None, workers: int, cores: int, threads: int) -> None:
+    assert blas_threads(make_settings(blas_threads=setting, workers=workers), cores) == threads
+
+
+@pytest.mark.parametrize(("cpu_max", "cap"), [
+    ("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), ("100000 100000\n", 1), ("garbage", None),
+])
+def test_a_cgroup_cpu_quota_caps_the_cores(tmp_path: Path, cpu_max: str, cap: int | None) -> None:
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    affinity = available_cores(str(tmp_path / "missing"))
+    assert available_cores(str(tmp_path / "cpu.max")) == (affinity if cap is None else min(cap, affinity))
+
+
+def test_openblas_threads_are_told_to_sleep_unless_the_operator_says_otherwise() -> None:
+    environ: dict[str, str] = {}
+    prepare_blas_environment(environ)
+    assert environ == {"OPENBLAS_THREAD_TIMEOUT": "4"}
+    environ = {"OPENBLAS_THREAD_TIMEOUT": "28"}
+    prepare_blas_environment(environ)
+    assert environ == {"OPENBLAS_THREAD_TIMEOUT": "28"}
+
+
+def test_python_m_service_sets_it_before_numpy_loads() -> None:
+    """``main()`` prepares the environment first; nothing it has imported by then loads NumPy
+    (OpenBLAS reads the variable once, when it loads)."""
+    probe = ("import sys, os, service.__main__ as m, service.config as c\n"
+             "c.prepare_blas_environment = lambda: print('numpy' in sys.modules, flush=True) or sys.exit(0)\n"
+             "m.main([])\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                            env=clean_env({"PYTHONPATH": str(ROOT)}), timeout=60)
+    assert (result.returncode, result.stdout) == (0, "False\n")
