@@ -28,14 +28,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from service.config import (
-        describe_error,
-        prepare_blas_environment,
-        settings_from,
-        unknown_variables,
-    )
+    from service.blas import prepare_blas_environment
 
     prepare_blas_environment()  # before anything loads NumPy (and OpenBLAS), here and in the workers
+    from service.config import describe_error, settings_from, unknown_variables
 
     parser = _Parser(prog="python -m service", description=__doc__.splitlines()[0])
     for flag, field in FLAGS.items():

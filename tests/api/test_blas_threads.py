@@ -11,7 +11,8 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from service.app import create_app
-from service.config import available_cores, blas_threads, prepare_blas_environment
+from service.blas import available_cores, prepare_blas_environment
+from service.config import blas_threads
 from tests.conftest import make_settings
 from tests.deploy.server import clean_env
 
@@ -60,7 +61,7 @@ def test_openblas_threads_are_told_to_sleep_unless_the_operator_says_otherwise()
 def test_python_m_service_sets_it_before_numpy_loads() -> None:
     """``main()`` prepares the environment first; nothing it has imported by then loads NumPy
     (OpenBLAS reads the variable once, when it loads)."""
-    probe = ("import sys, os, service.__main__ as m, service.config as c\n"
+    probe = ("import sys, os, service.__main__ as m, service.blas as c\n"
              "c.prepare_blas_environment = lambda: print('numpy' in sys.modules, flush=True) or sys.exit(0)\n"
              "m.main([])\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
