@@ -4,6 +4,6 @@ The in-process core runs under the same BLAS environment as ``python -m service`
 (``service.config.BLAS_ENVIRONMENT``, set here before any script loads NumPy).
 """
 
-from service.blas import prepare_blas_environment
+from service.runtime import prepare_blas_environment
 
 prepare_blas_environment()

@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from service.blas import prepare_blas_environment
+    from service.runtime import prepare_blas_environment
 
     prepare_blas_environment()  # before anything loads NumPy (and OpenBLAS), here and in the workers
     from service.config import describe_error, settings_from, unknown_variables

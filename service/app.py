@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from service import __version__, budget, errors, observability, offload
+from service import __version__, budget, errors, observability, offload, runtime
 from service.api import router
 from service.api.routing import FastLane
 from service.config import Settings, blas_threads, get_settings
@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The service, configured by ``settings`` (the environment's when omitted)."""
     settings = settings or get_settings()
     limit_blas_threads(settings)
+    runtime.keep_freed_memory(settings.malloc_keep_bytes)
     logging.getLogger("service").setLevel(settings.log_level.upper().replace("TRACE", "DEBUG"))
     app = FastAPI(
         title="penalty-service",

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.blas import available_cores
+from service.runtime import available_cores
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     #: BLAS (OpenBLAS/MKL) threads per worker process (threadpoolctl); unset: the cores
     #: this process may use ÷ workers, at least 1 (:func:`blas_threads`)
     blas_threads: int | None = Field(None, ge=1)
+    #: freed memory glibc malloc may keep per arena between requests (0: glibc's defaults;
+    #: service.runtime.keep_freed_memory)
+    malloc_keep_bytes: int = Field(64 * MiB, ge=0)
 
     # --- training runs (/v1/train; 413 too_expensive over them)
     max_train_work: int = Field(20_000_000_000, ge=1)

@@ -35,6 +35,7 @@ def test_defaults() -> None:
         "max_train_work": 20_000_000_000, "max_train_steps": 100_000, "max_train_seconds": 60.0,
         "max_train_history": 4_000_000,
         "max_safetensors_header_bytes": 1048576, "inline_body_bytes": 4096, "blas_threads": None,
+        "malloc_keep_bytes": 67108864,
     }
 
 

@@ -1,5 +1,5 @@
 """``PENALTY_BLAS_THREADS``: each app (one per worker process) sets its BLAS thread pool;
-unset, the available cores ÷ workers; OpenBLAS's idle threads sleep at once."""
+unset, the available cores ÷ workers; OpenBLAS's idle threads sleep at once; glibc keeps freed memory."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from service.app import create_app
-from service.blas import available_cores, prepare_blas_environment
 from service.config import blas_threads
+from service.runtime import available_cores, prepare_blas_environment
 from tests.conftest import make_settings
 from tests.deploy.server import clean_env
 
@@ -61,9 +61,47 @@ def test_openblas_threads_are_told_to_sleep_unless_the_operator_says_otherwise()
 def test_python_m_service_sets_it_before_numpy_loads() -> None:
     """``main()`` prepares the environment first; nothing it has imported by then loads NumPy
     (OpenBLAS reads the variable once, when it loads)."""
-    probe = ("import sys, os, service.__main__ as m, service.blas as c\n"
+    probe = ("import sys, os, service.__main__ as m, service.runtime as c\n"
              "c.prepare_blas_environment = lambda: print('numpy' in sys.modules, flush=True) or sys.exit(0)\n"
              "m.main([])\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
                             env=clean_env({"PYTHONPATH": str(ROOT)}), timeout=60)
     assert (result.returncode, result.stdout) == (0, "False\n")
+
+
+def test_malloc_keeps_freed_memory_only_where_glibc_takes_the_setting() -> None:
+    import platform
+
+    from service.runtime import keep_freed_memory
+
+    assert keep_freed_memory(0) is False
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory(64 * 1024 * 1024) is glibc
+    assert keep_freed_memory(1 << 40) is glibc  # the mmap threshold is capped at glibc's maximum
+
+
+def test_a_request_s_memory_is_reused_without_new_page_faults() -> None:
+    """What the setting is for, in a fresh interpreter: requests served by a thread (a body,
+    a few arrays, an answer: 12.5 MiB, freed at the end) fault all their pages in again
+    each time by default, and once freed memory is kept, only about the first request does."""
+    probe = (
+        "import resource, sys, threading\n"
+        "from service.runtime import keep_freed_memory\n"
+        "if sys.argv[1] == 'keep': keep_freed_memory(64 << 20)\n"
+        "def requests():\n"
+        "    for _ in range(10):\n"
+        "        body, arrays, answer = bytearray(3 << 19), [bytearray(1 << 20) for _ in range(6)], bytearray(5 << 20)\n"
+        "        del body, arrays, answer\n"
+        "def served():\n"
+        "    t = threading.Thread(target=requests); t.start(); t.join()\n"
+        "served()\n"
+        "start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "served()\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)\n"
+    )
+    runs = {mode: int(subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, cwd=ROOT,
+                                     env=clean_env({"PYTHONPATH": str(ROOT)}), timeout=60, check=True).stdout)
+            for mode in ("default", "keep")}
+    pages = 10 * (25 << 19) // 4096  # 10 requests of 12.5 MiB
+    assert runs["default"] > pages // 2, runs
+    assert runs["keep"] < pages // 5, runs  # at most about the first request's, in a new thread

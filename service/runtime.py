@@ -1,0 +1,74 @@
+"""A worker process's runtime: OpenBLAS's idle threads and glibc malloc's keeping of freed
+memory (standard library only: :func:`prepare_blas_environment` runs before NumPy loads).
+
+``python -m service`` calls :func:`prepare_blas_environment` first thing; each worker's
+``create_app`` sets its BLAS thread count (``service.config.blas_threads``:
+``PENALTY_BLAS_THREADS``, or :func:`available_cores` ÷ workers) and calls
+:func:`keep_freed_memory` with ``PENALTY_MALLOC_KEEP_BYTES``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+#: Set before NumPy loads OpenBLAS (``python -m service`` does, first thing): after each
+#: call OpenBLAS's worker threads spin for 2**28 cycles by default before they sleep,
+#: taking a core from the event loop, the other workers and the next call; 2**4 lets
+#: them sleep at once (``bench/blas.py`` measures both).
+BLAS_ENVIRONMENT = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+
+
+def prepare_blas_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Put :data:`BLAS_ENVIRONMENT` into ``environ`` where it is not set already."""
+    for name, value in BLAS_ENVIRONMENT.items():
+        environ.setdefault(name, value)
+
+
+def available_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The CPUs this process may run on (its affinity), capped by a cgroup v2 CPU quota
+    (a container's ``cpus:`` or Kubernetes CPU limit), rounded up."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = open(cpu_max).read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+#: glibc ``mallopt`` parameters
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
+#: glibc's largest allowed mmap threshold on 64-bit systems
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+
+
+def keep_freed_memory(keep_bytes: int) -> bool:
+    """Let glibc malloc keep up to ``keep_bytes`` of freed memory per arena (two arenas)
+    instead of handing it back to the kernel after each request; False where there is no
+    glibc (or ``keep_bytes`` is 0), and nothing changes.
+
+    Every request allocates its body, its arrays and its answer afresh: megabytes for a
+    Dense job.  By default glibc serves blocks over its (adaptive) mmap threshold with fresh
+    mappings and trims the heap's free top, so each request page-faults its memory in again:
+    measured about 0.4 ms per MB on this service's machines, a quarter of a Dense job's time
+    (README "Benchmarks").  Here blocks up to 32 MiB come from the heap, and a free top up
+    to ``keep_bytes`` stays; with at most two arenas (threadpool threads would otherwise get
+    up to eight per core), at most about 2 × ``keep_bytes`` stays resident between requests.
+    """
+    if keep_bytes <= 0:
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except (OSError, AttributeError):
+        mallopt = None
+    if mallopt is None:
+        return False
+    return all([
+        mallopt(M_MMAP_THRESHOLD, min(keep_bytes, MMAP_THRESHOLD_MAX)) == 1,
+        mallopt(M_TRIM_THRESHOLD, keep_bytes) == 1,
+        mallopt(M_ARENA_MAX, 2) == 1,
+    ])
