@@ -1,12 +1,15 @@
 """BLAS threads and OpenBLAS's idle spinning: the core's Dense job with 1 and 2 BLAS threads,
-on a quiet machine and with one busy process beside it, with OpenBLAS's default thread
-timeout and with ``OPENBLAS_THREAD_TIMEOUT=4`` (what ``python -m service`` sets).
+on a quiet machine and with one busy process beside it, under several OpenBLAS thread
+timeouts (``OPENBLAS_THREAD_TIMEOUT``: idle threads spin 2**N times before they sleep).
 
-    .venv/bin/python -m bench.blas [--rounds 40]
+    .venv/bin/python -m bench.blas [--rounds 30] [--interpreters 3] [--timeouts default,4,12]
 
-OpenBLAS reads the variable once, when NumPy loads it, so each setting runs in its own
-interpreter; inside one, the thread counts take turns (interleaved medians), with a 2 ms pause
-between calls as between a server's requests.  The busy process is a Python loop.
+OpenBLAS reads the variable once, when NumPy loads it, so each setting runs in fresh
+interpreters (``--interpreters`` of each, taking turns with the other settings); inside one,
+the thread counts take turns (interleaved medians), with a 2 ms pause between calls as
+between a server's requests.  The busy process is a Python loop.  Each cell shows the median
+over the interpreters and, in brackets, the worst interpreter's median: how two BLAS
+threads behave varies from one process to the next on a shared machine.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -58,23 +62,34 @@ print(json.dumps(out))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--interpreters", type=int, default=3)
+    parser.add_argument("--timeouts", default="default,4,12")
     args = parser.parse_args()
-    results = {}
-    for label, timeout in (("OpenBLAS default", None), ("OPENBLAS_THREAD_TIMEOUT=4", "4")):
-        # OpenBLAS reads an empty value as unset (its built-in timeout), and an empty value
-        # keeps bench/__init__ (imported by the child) from setting 4
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_THREAD_TIMEOUT": timeout or ""}
-        out = subprocess.run([sys.executable, "-c", CHILD, str(args.rounds)], env=env, cwd=ROOT,
-                             capture_output=True, text=True, check=True)
-        results[label] = json.loads(out.stdout)
+    timeouts = args.timeouts.split(",")
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {t: [] for t in timeouts}
+    for _ in range(args.interpreters):
+        for timeout in timeouts:
+            # OpenBLAS reads an empty value as unset (its built-in timeout), and an empty value
+            # keeps bench/__init__ (imported by the child) from setting one
+            value = "" if timeout == "default" else timeout
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_THREAD_TIMEOUT": value}
+            out = subprocess.run([sys.executable, "-c", CHILD, str(args.rounds)], env=env, cwd=ROOT,
+                                 capture_output=True, text=True, check=True)
+            runs[timeout].append(json.loads(out.stdout))
     load = os.getloadavg()[0]
-    print(f"bench.blas: the core's Dense job (bench.transport's), medians of {args.rounds} interleaved rounds; "
-          f"load average at the end {load:.1f} on {os.cpu_count()} cores\n")
-    print("| OpenBLAS thread timeout | machine | 1 BLAS thread, ms | 2 BLAS threads, ms |\n|---|---|---:|---:|")
-    for label, by_load in results.items():
-        for machine, ms in by_load.items():
-            print(f"| {label} | {machine} | {ms['1']:.2f} | {ms['2']:.2f} |")
+    print(f"bench.blas: the core's Dense job (bench.transport's), medians of {args.rounds} interleaved rounds "
+          f"in each of {args.interpreters} interpreters per timeout; load average at the end {load:.1f} on "
+          f"{os.cpu_count()} cores\n")
+    print("| OPENBLAS_THREAD_TIMEOUT | machine | 1 BLAS thread, ms | 2 BLAS threads, ms |\n|---|---|---:|---:|")
+    for timeout, results in runs.items():
+        for machine in results[0]:
+            cells = []
+            for n in ("1", "2"):
+                values = [r[machine][n] for r in results]
+                cells.append(f"{statistics.median(values):.2f} ({max(values):.2f})")
+            label = "OpenBLAS's default" if timeout == "default" else timeout
+            print(f"| {label} | {machine} | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":

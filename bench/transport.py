@@ -51,7 +51,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.common import ROOT, live_service
 from service.client import Client, http_client
-from service.config import Settings, blas_threads
+from service.config import Settings
 from service.core import regularizers
 from service.core.dense import dense
 from tests.deploy.server import clean_env, free_port, serve
@@ -298,7 +298,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    blas = args.blas_threads or blas_threads(Settings())
+    blas = args.blas_threads or Settings().blas_threads
     env = {"PENALTY_BLAS_THREADS": str(blas)}
     if args.only == "small":
         rps = small_requests(env, args.seconds)

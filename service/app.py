@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 from service import __version__, budget, errors, observability, offload, runtime
 from service.api import router
 from service.api.routing import FastLane
-from service.config import Settings, blas_threads, get_settings
+from service.config import Settings, get_settings
 
 STATIC = Path(__file__).with_name("static")
 
@@ -186,9 +186,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def limit_blas_threads(settings: Settings) -> None:
     """Set this process's BLAS thread pool size (threadpoolctl: OpenBLAS, MKL, BLIS) to
-    :func:`service.config.blas_threads`: each worker is one process, so workers × threads
-    is what the BLAS may occupy."""
-    threadpool_limits(limits=blas_threads(settings), user_api="blas")
+    ``settings.blas_threads``: each worker is one process, so workers × threads is what
+    the BLAS may occupy."""
+    threadpool_limits(limits=settings.blas_threads, user_api="blas")
 
 
 def _add_offline_docs(app: FastAPI) -> None:

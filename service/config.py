@@ -21,8 +21,6 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.runtime import available_cores
-
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 PREFIX = "PENALTY_"
@@ -76,9 +74,8 @@ class Settings(BaseSettings):
     max_safetensors_header_bytes: int = Field(1 << 20, ge=64)
     #: bodies up to this size are computed on the event loop (no threadpool hop)
     inline_body_bytes: int = Field(4096, ge=0)
-    #: BLAS (OpenBLAS/MKL) threads per worker process (threadpoolctl); unset: the cores
-    #: this process may use ÷ workers, at least 1 (:func:`blas_threads`)
-    blas_threads: int | None = Field(None, ge=1)
+    #: BLAS (OpenBLAS/MKL) threads per worker process (threadpoolctl); why 1: ``bench/blas.py``
+    blas_threads: int = Field(1, ge=1)
     #: freed memory glibc malloc may keep per arena between requests (0: glibc's defaults;
     #: service.runtime.keep_freed_memory)
     malloc_keep_bytes: int = Field(64 * MiB, ge=0)
@@ -123,11 +120,6 @@ class Settings(BaseSettings):
 #: Variables read besides ``PENALTY_<field>``.
 ALIASES = {"HOST": "host", "PORT": "port"}
 
-def blas_threads(settings: Settings, cores: int | None = None) -> int:
-    """``PENALTY_BLAS_THREADS``, or the available cores ÷ workers (at least 1)."""
-    if settings.blas_threads is not None:
-        return settings.blas_threads
-    return max(1, (cores if cores is not None else available_cores()) // settings.workers)
 
 
 def get_settings() -> Settings:

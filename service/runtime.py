@@ -2,8 +2,7 @@
 memory (standard library only: :func:`prepare_blas_environment` runs before NumPy loads).
 
 ``python -m service`` calls :func:`prepare_blas_environment` first thing; each worker's
-``create_app`` sets its BLAS thread count (``service.config.blas_threads``:
-``PENALTY_BLAS_THREADS``, or :func:`available_cores` ÷ workers) and calls
+``create_app`` sets its BLAS thread count (``PENALTY_BLAS_THREADS``) and calls
 :func:`keep_freed_memory` with ``PENALTY_MALLOC_KEEP_BYTES``.
 """
 
@@ -13,10 +12,10 @@ import ctypes
 import ctypes.util
 import os
 
-#: Set before NumPy loads OpenBLAS (``python -m service`` does, first thing): after each
-#: call OpenBLAS's worker threads spin for 2**28 cycles by default before they sleep,
-#: taking a core from the event loop, the other workers and the next call; 2**4 lets
-#: them sleep at once (``bench/blas.py`` measures both).
+#: Set before NumPy loads OpenBLAS (``python -m service`` does, first thing).  It matters
+#: only with ``PENALTY_BLAS_THREADS`` > 1: after each call OpenBLAS's worker threads spin
+#: (2**28 times by default) before they sleep, taking a core from the event loop, the other
+#: workers and the next call; 2**4 lets them sleep almost at once (``bench/blas.py``).
 BLAS_ENVIRONMENT = {"OPENBLAS_THREAD_TIMEOUT": "4"}
 
 
@@ -24,19 +23,6 @@ def prepare_blas_environment(environ: dict[str, str] | os._Environ[str] = os.env
     """Put :data:`BLAS_ENVIRONMENT` into ``environ`` where it is not set already."""
     for name, value in BLAS_ENVIRONMENT.items():
         environ.setdefault(name, value)
-
-
-def available_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
-    """The CPUs this process may run on (its affinity), capped by a cgroup v2 CPU quota
-    (a container's ``cpus:`` or Kubernetes CPU limit), rounded up."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        quota, period = open(cpu_max).read().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, -(-int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return cores
 
 
 #: glibc ``mallopt`` parameters

@@ -34,7 +34,7 @@ def test_defaults() -> None:
         "metrics_require_key": True, "pages_require_key": False, "cors_origins": "",
         "max_train_work": 20_000_000_000, "max_train_steps": 100_000, "max_train_seconds": 60.0,
         "max_train_history": 4_000_000,
-        "max_safetensors_header_bytes": 1048576, "inline_body_bytes": 4096, "blas_threads": None,
+        "max_safetensors_header_bytes": 1048576, "inline_body_bytes": 4096, "blas_threads": 1,
         "malloc_keep_bytes": 67108864,
     }
 

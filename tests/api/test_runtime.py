@@ -1,5 +1,5 @@
 """``PENALTY_BLAS_THREADS``: each app (one per worker process) sets its BLAS thread pool;
-unset, the available cores ÷ workers; OpenBLAS's idle threads sleep at once; glibc keeps freed memory."""
+OpenBLAS's idle threads sleep at once; glibc keeps freed memory."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from service.app import create_app
-from service.config import blas_threads
-from service.runtime import available_cores, prepare_blas_environment
+from service.runtime import prepare_blas_environment
 from tests.conftest import make_settings
 from tests.deploy.server import clean_env
 
@@ -29,24 +28,8 @@ def test_the_setting_sizes_the_blas_pool(threads: int) -> None:
         pytest.skip("NumPy is linked to no BLAS that threadpoolctl controls")
     create_app(make_settings(blas_threads=threads))
     assert pool_sizes() == {threads}
-    create_app(make_settings())  # the default: cores ÷ workers
-    assert pool_sizes() == {max(1, available_cores())}
-
-
-@pytest.mark.parametrize(("setting", "workers", "cores", "threads"), [
-    (None, 1, 2, 2), (None, 2, 2, 1), (None, 3, 2, 1), (None, 2, 8, 4), (None, 3, 8, 2), (3, 1, 2, 3), (1, 4, 64, 1),
-])
-def test_the_default_is_cores_over_workers(setting: int | None, workers: int, cores: int, threads: int) -> None:
-    assert blas_threads(make_settings(blas_threads=setting, workers=workers), cores) == threads
-
-
-@pytest.mark.parametrize(("cpu_max", "cap"), [
-    ("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), ("100000 100000\n", 1), ("garbage", None),
-])
-def test_a_cgroup_cpu_quota_caps_the_cores(tmp_path: Path, cpu_max: str, cap: int | None) -> None:
-    (tmp_path / "cpu.max").write_text(cpu_max)
-    affinity = available_cores(str(tmp_path / "missing"))
-    assert available_cores(str(tmp_path / "cpu.max")) == (affinity if cap is None else min(cap, affinity))
+    create_app(make_settings())  # the default
+    assert pool_sizes() == {1}
 
 
 def test_openblas_threads_are_told_to_sleep_unless_the_operator_says_otherwise() -> None:
