@@ -23,7 +23,7 @@ contender; ratios within the run):
    protocol, httptools, which the service's own protocol subclasses).
 5. **BLAS threads**: the core's Dense job with 1 and with 2 BLAS threads (threadpoolctl).
 
-``--only small`` runs section 4 alone (about 40 s).
+``--only small`` runs section 4 alone (about 15 s).
 
 The services run as ``python -m service`` with their default BLAS threads (1) unless
 ``--blas-threads`` is given; the in-process core uses the same number.
