@@ -92,7 +92,7 @@ class ServiceProtocol(HttpToolsProtocol):
         else:
             self.head_bytes += len(data)
         if self.head_bytes > self.max_header_bytes:
-            self.logger.warning("Header block over %d bytes.", self.max_header_bytes)
+            self.logger.warning("Unfinished header block over %d bytes.", self.max_header_bytes)
             self.refusal = 431
             self.send_400_response("")
 
@@ -109,8 +109,9 @@ class ServiceProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         size = len(self.parser.get_method()) + 12 + self.reported_head_bytes() + 2
         if size > self.max_header_bytes:
+            self.logger.warning("Header block of %d bytes, over %d.", size, self.max_header_bytes)
             self.refusal = 431
-            raise _HeaderBlockTooLarge
+            raise _HeaderBlockTooLarge  # feed_data raises it as an HttpParserError: send_400_response
         self.head_open = False
         super().on_headers_complete()
 
@@ -122,10 +123,11 @@ class ServiceProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """Answer ``self.refusal`` (400 unless a bound set 431) in the envelope and close;
         only close if another response is owed first on this connection."""
+        cycle = self.cycle
         if self.head_open:  # a new request's header block: no earlier response may be owed
-            free = self.cycle is None or self.cycle.response_complete
+            free = cycle is None or cycle.response_complete
         else:  # the current request's body: its own response must not have begun
-            free = not self.cycle.response_started and not self.pipeline
+            free = cycle is None or (not cycle.response_started and not self.pipeline)
         if free:
             body = error_body(self.refusal)
             content = [STATUS_LINE[self.refusal]]
