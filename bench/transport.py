@@ -19,12 +19,11 @@ contender; ratios within the run):
 4. **Small requests**: ``/v1/penalty`` on a 2×2 tensor, requests/s with a raw-socket
    keep-alive HTTP/1.1 client against the service (small bodies inline, the default),
    the service with every request in the threadpool (``PENALTY_INLINE_BODY_BYTES=0``)
-   and a bare Starlette echo of the same body on the same uvicorn (the reference: its
-   default protocol, httptools), and that echo on h11, the protocol the service runs; and,
-   to show what the protocol costs, the service's app on plain uvicorn with httptools.
+   and a bare Starlette echo of the same body on plain uvicorn (the reference: its default
+   protocol, httptools, which the service's own protocol subclasses).
 5. **BLAS threads**: the core's Dense job with 1 and with 2 BLAS threads (threadpoolctl).
 
-``--only small`` runs section 4 alone (about 40 s).
+``--only small`` runs section 4 alone (about 15 s).
 
 The services run as ``python -m service`` with their default BLAS threads (1) unless
 ``--blas-threads`` is given; the in-process core uses the same number.
@@ -239,16 +238,12 @@ def requests_per_second(port: int, request: bytes, seconds: float) -> float:
 
 
 @contextmanager
-def echo_service(http: str = "auto", app: str = "bench.echo_app:create_app",
-                 env: Mapping[str, str] | None = None) -> Iterator[int]:
-    """The bare echo (or another ``app`` factory) on plain uvicorn with its HTTP protocol
-    ``http`` ("auto": httptools when installed; "h11": the protocol ``python -m service``
-    runs, for its header bound)."""
+def echo_service() -> Iterator[int]:
+    """The bare echo on plain uvicorn with its default HTTP protocol (httptools)."""
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "--factory", app, "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning", "--no-access-log", "--http", http]
-    with tempfile.TemporaryDirectory() as logs, serve(argv, clean_env({"PYTHONPATH": str(ROOT), **(env or {})}),
-                                                      Path(logs), port):
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "bench.echo_app:create_app", "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    with tempfile.TemporaryDirectory() as logs, serve(argv, clean_env({"PYTHONPATH": str(ROOT)}), Path(logs), port):
         yield port
 
 
@@ -266,16 +261,10 @@ def small_requests(env: dict[str, str], seconds: float) -> dict[str, float]:
         inline = stack.enter_context(live_service(env))
         pooled = stack.enter_context(live_service({**env, "PENALTY_INLINE_BODY_BYTES": "0"}))
         echo_port = stack.enter_context(echo_service())
-        echo_h11_port = stack.enter_context(echo_service("h11"))
-        on_httptools = stack.enter_context(echo_service("httptools", "service.app:create_app",
-                                                        {**env, "PENALTY_LOG_LEVEL": "warning"}))
         targets = {
             "service /v1/penalty (small bodies inline)": (int(inline.rsplit(":", 1)[1]), http_request("/v1/penalty", small)),
             "service /v1/penalty (all in the threadpool)": (int(pooled.rsplit(":", 1)[1]), http_request("/v1/penalty", small)),
-            "service /v1/penalty on httptools (inline; not how it runs: no header bound)":
-                (on_httptools, http_request("/v1/penalty", small)),
             "bare Starlette echo": (echo_port, http_request("/echo", small)),
-            "bare Starlette echo on h11 (the service's HTTP protocol)": (echo_h11_port, http_request("/echo", small)),
         }
         slices: dict[str, list[float]] = {name: [] for name in targets}
         for port, request in targets.values():

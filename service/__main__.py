@@ -53,16 +53,21 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def serve(settings: object) -> None:
+    """Run uvicorn as ``uvicorn.run`` would, with :class:`service.server.ServiceConfig`
+    (uvicorn's config plus the header-block bound) and its httptools-based protocol."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
 
     from service.config import Settings
     from service.observability import log_config, prepare_metrics_dir
-    from service.server import ServiceH11Protocol
+    from service.server import ServiceConfig, ServiceProtocol
 
     assert isinstance(settings, Settings)
     prepare_metrics_dir(settings.workers)
-    uvicorn.run(
+    config = ServiceConfig(
         "service.app:create_app",
+        max_header_bytes=settings.max_header_bytes,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -70,14 +75,22 @@ def serve(settings: object) -> None:
         log_level=settings.log_level,
         log_config=log_config(settings),
         access_log=not settings.log_json,
-        http=ServiceH11Protocol,
-        h11_max_incomplete_event_size=settings.max_header_bytes,
+        http=ServiceProtocol,
         limit_concurrency=settings.limit_concurrency,
         timeout_keep_alive=settings.timeout_keep_alive,
         timeout_graceful_shutdown=settings.timeout_graceful_shutdown,
         server_header=False,
     )
-
+    server = uvicorn.Server(config)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            server.run()
+    except KeyboardInterrupt:
+        pass
+    if config.workers == 1 and not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 if __name__ == "__main__":
     main()

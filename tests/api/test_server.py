@@ -147,9 +147,8 @@ def test_one_column_orthogonal_is_answered_without_the_n_by_n_matrix(server: Ser
 
 @pytest.mark.slow
 def test_an_oversized_header_block_is_431_in_the_envelope(server: Server) -> None:
-    """h11 checks the bound whenever it must wait for more of the block (a block that
-    arrives whole in one socket read is parsed): 40 KB of a block not yet ended is refused,
-    as soon as they arrive, so a 128 MiB header is never read."""
+    """40 KB of a block not yet ended is refused as soon as they arrive, so a 128 MiB
+    header is never read (tests/api/test_protocol.py: the exact accounting)."""
     answer = server.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 ")
