@@ -11,8 +11,13 @@ contender; ratios within the run):
    wrt kernel, bias and inputs and their totals — and with only the totals (the gradient
    of ``sum(layer.losses)``); run by a worker in the Keras interpreter (``--keras-python``,
    Keras is no dependency of the service) that times each call itself, skipped if absent;
-   (b) the core in-process; (c) the service through the thin client (``service.client``)
-   over JSON+b64; (d) over safetensors, every term and ``"totals"``.
+   (b) the core in-process, likewise in a worker interpreter of its own (this one's, with
+   the service's BLAS threads and runtime settings, ``service.runtime``) that times each
+   call itself, and (b') the same with glibc's malloc defaults (a plain interpreter); (c) the
+   service through the thin client (``service.client``) over JSON+b64; (d) over
+   safetensors, every term and ``"totals"``.  The clients run in this process, which runs
+   nothing else: each in-process contender has a process to itself, as a caller of the
+   service would.
 2. **4M-element L1 penalty with its gradient**, the same four ways.
 3. **Bytes on the wire** and the **loopback floor**: the same request/response sizes
    sent and received over a plain TCP socket to a process that only reads and writes.
@@ -51,7 +56,6 @@ from threadpoolctl import threadpool_limits
 from bench.common import ROOT, live_service
 from service.client import Client, http_client
 from service.config import Settings
-from service.core import regularizers
 from service.core.dense import dense
 from tests.deploy.server import clean_env, free_port, serve
 
@@ -67,17 +71,29 @@ L1 = {"type": "l1", "l1": 0.01}
 #: The checkout's root: the Keras interpreter imports bench.keras_dense from it.
 REPO = Path(__file__).resolve().parents[1]
 
-KERAS_WORKER = r"""
-import json, os, sys, time
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-import numpy as np, keras, tensorflow as tf
-from bench.keras_dense import every_term
+#: The inputs every contender uses (the same seeds in every process).
+DATA = r"""
+import json, sys, time
+import numpy as np
 a = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 x = rng.normal(size=(a["batch"], a["features"])).astype(np.float32)
 k = (rng.normal(size=(a["features"], a["units"])) * 0.05).astype(np.float32)
 b = (rng.normal(size=a["units"]) * 0.05).astype(np.float32)
 big = np.random.default_rng(1).normal(size=a["elements"]).astype(np.float32)
+"""
+
+#: Each worker defines ``jobs`` and then runs ``SERVE``.
+SERVE = r"""
+print(json.dumps({"version": version}), flush=True)
+for line in sys.stdin:
+    t0 = time.perf_counter(); jobs[line.strip()](); print(time.perf_counter() - t0, flush=True)
+"""
+
+KERAS_WORKER = DATA + r"""
+import keras, tensorflow as tf
+from bench.keras_dense import every_term
+version = keras.__version__
 R = keras.regularizers
 layer = keras.layers.Dense(a["units"], activation="relu", kernel_regularizer=R.L1L2(0.01, 0.01),
                            bias_regularizer=R.L2(0.01), activity_regularizer=R.L1(0.01))
@@ -99,10 +115,28 @@ def penalty():
         p = l1(v)
     return float(p), tape.gradient(p, v).numpy()
 jobs = {"dense_terms": dense_terms, "dense_totals": dense_totals, "penalty": penalty}
-print(json.dumps({"keras": keras.__version__}), flush=True)
-for line in sys.stdin:
-    t0 = time.perf_counter(); jobs[line.strip()](); print(time.perf_counter() - t0, flush=True)
-"""
+""" + SERVE
+
+CORE_WORKER = DATA + r"""
+import os
+from threadpoolctl import threadpool_limits
+from service import runtime
+from service.config import Settings
+from service.core import regularizers
+from service.core.dense import dense
+from bench.transport import REGS, L1
+settings = Settings()
+threadpool_limits(limits=settings.blas_threads, user_api="blas")
+if os.environ.get("BENCH_GLIBC_DEFAULTS") != "1":
+    runtime.keep_freed_memory(settings.malloc_keep_bytes)
+l1 = regularizers.get(L1)
+version = "core"
+jobs = {
+    "dense_terms": lambda: dense(x, k, b, "relu", **REGS),
+    "dense_totals": lambda: dense(x, k, b, "relu", **REGS, return_gradients="totals"),
+    "penalty": lambda: (l1.penalty(big), l1.gradient(big)),
+}
+""" + SERVE
 
 FLOOR_SERVER = r"""
 import socket, struct, sys
@@ -122,17 +156,17 @@ while True:
 """
 
 
-class KerasWorker:
-    """The Keras interpreter, kept running; each call times one job inside that process."""
+class Worker:
+    """An in-process contender's interpreter, kept running; each call times one job inside
+    that process (``KERAS_WORKER`` in the Keras interpreter, ``CORE_WORKER`` in this one)."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, script: str, env: Mapping[str, str]) -> None:
         shape = {"batch": BATCH, "features": FEATURES, "units": UNITS, "elements": ELEMENTS}
         self.proc = subprocess.Popen(
-            [python, "-c", KERAS_WORKER, json.dumps(shape)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-                                                              "KERAS_BACKEND": "tensorflow"})
+            [python, "-c", script, json.dumps(shape)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env})
         assert self.proc.stdout is not None
-        self.version = json.loads(self.proc.stdout.readline())["keras"]
+        self.version = json.loads(self.proc.stdout.readline())["version"]
 
     def run(self, job: str) -> float:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -303,15 +337,18 @@ def main() -> None:
     k = (rng.normal(size=(FEATURES, UNITS)) * 0.05).astype(np.float32)
     b = (rng.normal(size=UNITS) * 0.05).astype(np.float32)
     big = np.random.default_rng(1).normal(size=ELEMENTS).astype(np.float32)
-    l1 = regularizers.get(L1)
 
     with ExitStack() as stack:
         keras = None
         if Path(args.keras_python).exists():
-            keras = KerasWorker(args.keras_python)
+            keras = Worker(args.keras_python, KERAS_WORKER, {"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"})
             stack.callback(keras.close)
         else:
             print(f"(Keras skipped: {args.keras_python} not found)")
+        core = Worker(sys.executable, CORE_WORKER, env)
+        stack.callback(core.close)
+        plain = Worker(sys.executable, CORE_WORKER, {**env, "BENCH_GLIBC_DEFAULTS": "1"})
+        stack.callback(plain.close)
         base = stack.enter_context(live_service(env))
         via, sizes = clients(base)
         floor = Floor()
@@ -325,8 +362,9 @@ def main() -> None:
             dense_runs["(a) Keras eager, every term"] = lambda: keras.run("dense_terms")
             dense_runs["(a) Keras eager, totals"] = lambda: keras.run("dense_totals")
         dense_runs |= {
-            "(b) core in-process, every term": lambda: dense(x, k, b, "relu", **REGS) and None,
-            "(b) core in-process, totals": lambda: dense(x, k, b, "relu", **REGS, return_gradients="totals") and None,
+            "(b) core in-process, every term": lambda: core.run("dense_terms"),
+            "(b) core in-process, totals": lambda: core.run("dense_totals"),
+            "(b') core in-process, glibc's malloc defaults, every term": lambda: plain.run("dense_terms"),
             "(c) service JSON+b64, every term": service("json"),
             "(d) service safetensors, every term": service("safetensors"),
             "(d) service safetensors, totals": service("safetensors", "totals"),
@@ -344,7 +382,8 @@ def main() -> None:
         if keras:
             big_runs["(a) Keras eager"] = lambda: keras.run("penalty")
         big_runs |= {
-            "(b) core in-process": lambda: (l1.penalty(big), l1.gradient(big)) and None,
+            "(b) core in-process": lambda: core.run("penalty"),
+            "(b') core in-process, glibc's malloc defaults": lambda: plain.run("penalty"),
             "(c) service JSON+b64": lambda: via["json"].penalty(big, L1) and None,
             "(d) service safetensors": lambda: via["safetensors"].penalty(big, L1) and None,
         }
@@ -383,6 +422,9 @@ def report(args: Any, blas: int, keras: str | None, dense_ms: dict[str, float], 
               f"{ratio(dense_ms['(d) service safetensors, totals'], dense_ms['(a) Keras eager, totals'])}")
     print(f"\n2. L1(0.01) penalty and gradient of {ELEMENTS} float32 elements\n")
     table(big_ms, "(b) core in-process")
+    plain = big_ms["(b') core in-process, glibc's malloc defaults"]
+    print(f"\n   vs (b'): service safetensors {ratio(big_ms['(d) service safetensors'], plain)}, "
+          f"floor {ratio(big_ms['floor L1 4M safetensors'], plain)}")
     print("\n3. Bytes on the wire (request / answer)\n")
     print("| job | request bytes | answer bytes |\n|---|---:|---:|")
     for name, (sent, received) in wire.items():
