@@ -271,7 +271,7 @@ def _from_json(value: Any, path: str, out: dict[str, np.ndarray]) -> Any:
     if isinstance(value, dict):
         if "datatype" in value and "shape" in value and ("b64" in value or "data" in value):
             dtype = _DTYPES[value["datatype"]]
-            flat = (np.frombuffer(pybase64.b64decode(value["b64"]), dtype) if "b64" in value
+            flat = (np.frombuffer(pybase64.b64decode(value["b64"], validate=True), dtype) if "b64" in value
                     else np.asarray(value["data"], dtype))
             out[path] = flat.reshape(value["shape"])
             return None
