@@ -20,7 +20,8 @@ contender; ratios within the run):
    service would.
 2. **4M-element L1 penalty with its gradient**, the same four ways.
 3. **Bytes on the wire** and the **loopback floor**: the same request/response sizes
-   sent and received over a plain TCP socket to a process that only reads and writes.
+   sent and received over a plain TCP socket to a process that only reads and writes
+   (both sides into and out of buffers allocated once).
 4. **Small requests**: ``/v1/penalty`` on a 2×2 tensor, requests/s with a raw-socket
    keep-alive HTTP/1.1 client against the service (small bodies inline, the default),
    the service with every request in the threadpool (``PENALTY_INLINE_BODY_BYTES=0``)
@@ -143,16 +144,20 @@ import socket, struct, sys
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
 print(srv.getsockname()[1], flush=True)
 conn, _ = srv.accept(); conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+buffers = {}  # one buffer per size, reused: the floor pays no page faults for fresh memory
+def buffer(n):
+    if n not in buffers: buffers[n] = bytearray(n)
+    return buffers[n]
 def recv_exactly(n):
-    buf = bytearray(n); view = memoryview(buf); got = 0
+    view = memoryview(buffer(n)); got = 0
     while got < n:
         k = conn.recv_into(view[got:])
         if not k: sys.exit(0)
         got += k
-    return buf
+    return view
 while True:
     n_in, n_out = struct.unpack("<QQ", recv_exactly(16))
-    recv_exactly(n_in); conn.sendall(bytes(n_out))
+    recv_exactly(n_in); conn.sendall(buffer(n_out))
 """
 
 
@@ -189,12 +194,14 @@ class Floor:
         port = int(self.proc.stdout.readline())
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffers: dict[int, bytearray] = {}
 
     def round_trip(self, payload: bytes, n_out: int) -> None:
         self.sock.sendall(len(payload).to_bytes(8, "little") + n_out.to_bytes(8, "little"))
         self.sock.sendall(payload)
-        buf = bytearray(n_out)
-        view, got = memoryview(buf), 0
+        if n_out not in self.buffers:  # reused, as on the other side
+            self.buffers[n_out] = bytearray(n_out)
+        view, got = memoryview(self.buffers[n_out]), 0
         while got < n_out:
             got += self.sock.recv_into(view[got:])
 
@@ -391,7 +398,8 @@ def main() -> None:
             via[form].penalty(big, L1)
             wire[label] = (sizes[form].sent, sizes[form].received)
         s, r = wire["L1 4M safetensors"]
-        big_runs["floor L1 4M safetensors"] = lambda: floor.round_trip(bytes(s), r)
+        payload = bytes(s)
+        big_runs["floor L1 4M safetensors"] = lambda: floor.round_trip(payload, r)
         big_ms = interleaved(big_runs, args.big_repeats)
 
     rps = small_requests(env, args.seconds)
