@@ -275,10 +275,12 @@ class Ticket:
 def worker_memory_bound(settings: Any, at_rest: int) -> int:
     """What one worker process and its offload pool may hold, for processes of ``at_rest``
     bytes each: the worker's admission budget (every admitted body × the memory factor,
-    plus the priced cost of those served in the worker), and for each pool process one
+    plus the priced cost of those served in the worker, plus the freed memory its two malloc
+    arenas may keep, ``service.runtime.keep_freed_memory``), and for each pool process one
     request's priced work (the body's share is already in the budget)."""
     processes = settings.offload_processes
-    return (1 + processes) * at_rest + settings.max_inflight_bytes + processes * settings.max_work_bytes
+    kept = 2 * settings.malloc_keep_bytes
+    return (1 + processes) * at_rest + settings.max_inflight_bytes + kept + processes * settings.max_work_bytes
 
 
 #: Paths never refused for capacity: probes must answer while the worker is full.
