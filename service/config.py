@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     blas_threads: int = Field(1, ge=1)
     #: freed memory glibc malloc may keep per arena between requests (0: glibc's defaults;
     #: service.runtime.keep_freed_memory)
-    malloc_keep_bytes: int = Field(64 * MiB, ge=0)
+    malloc_keep_bytes: int = Field(64 * MiB, ge=0, le=2**31 - 1)
 
     # --- training runs (/v1/train; 413 too_expensive over them)
     max_train_work: int = Field(20_000_000_000, ge=1)

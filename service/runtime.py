@@ -29,6 +29,8 @@ def prepare_blas_environment(environ: dict[str, str] | os._Environ[str] = os.env
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 #: glibc's largest allowed mmap threshold on 64-bit systems
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+#: the largest value ``mallopt`` takes (a C int)
+INT_MAX = 2**31 - 1
 
 
 def keep_freed_memory(keep_bytes: int) -> bool:
@@ -43,6 +45,7 @@ def keep_freed_memory(keep_bytes: int) -> bool:
     (README "Benchmarks").  Here blocks up to 32 MiB come from the heap, and a free top up
     to ``keep_bytes`` stays; with at most two arenas (threadpool threads would otherwise get
     up to eight per core), at most about 2 × ``keep_bytes`` stays resident between requests.
+    ``keep_bytes`` over 2 GiB − 1 is taken as 2 GiB − 1 (``mallopt`` takes a C int).
     """
     if keep_bytes <= 0:
         return False
@@ -53,8 +56,10 @@ def keep_freed_memory(keep_bytes: int) -> bool:
         mallopt = None
     if mallopt is None:
         return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    keep = min(keep_bytes, INT_MAX)  # mallopt takes a C int
     return all([
-        mallopt(M_MMAP_THRESHOLD, min(keep_bytes, MMAP_THRESHOLD_MAX)) == 1,
-        mallopt(M_TRIM_THRESHOLD, keep_bytes) == 1,
+        mallopt(M_MMAP_THRESHOLD, min(keep, MMAP_THRESHOLD_MAX)) == 1,
+        mallopt(M_TRIM_THRESHOLD, keep) == 1,
         mallopt(M_ARENA_MAX, 2) == 1,
     ])

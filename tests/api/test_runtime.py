@@ -60,7 +60,35 @@ def test_malloc_keeps_freed_memory_only_where_glibc_takes_the_setting() -> None:
     assert keep_freed_memory(0) is False
     glibc = platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory(64 * 1024 * 1024) is glibc
-    assert keep_freed_memory(1 << 40) is glibc  # the mmap threshold is capped at glibc's maximum
+    assert keep_freed_memory(1 << 40) is glibc  # capped at mallopt's C int and glibc's mmap maximum
+
+
+def test_a_keep_beyond_a_c_int_is_capped_not_wrapped() -> None:
+    """mallopt takes a C int: 2**32 + 4096 must not wrap to 4096 (which would trim after
+    every request), so a fresh interpreter asked to keep it still reuses freed memory."""
+    probe = (
+        "import resource, sys, threading\n"
+        "from service.runtime import keep_freed_memory\n"
+        "keep_freed_memory(2**32 + 4096)\n"
+        "def requests():\n"
+        "    for _ in range(10):\n"
+        "        body, answer = bytearray(3 << 20), bytearray(5 << 20)\n"
+        "        del body, answer\n"
+        "requests()\n"
+        "start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "requests()\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)\n"
+    )
+    faults = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                                env=clean_env({"PYTHONPATH": str(ROOT)}), timeout=60, check=True).stdout)
+    assert faults < 10 * (8 << 20) // 4096 // 20, faults
+
+
+def test_the_setting_is_bounded_by_a_c_int() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="less than or equal to 2147483647"):
+        make_settings(malloc_keep_bytes=2**31)
 
 
 def test_a_request_s_memory_is_reused_without_new_page_faults() -> None:
