@@ -9,7 +9,6 @@ memory (standard library only: :func:`prepare_blas_environment` runs before NumP
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 #: Set before NumPy loads OpenBLAS (``python -m service`` does, first thing).  It matters
@@ -41,7 +40,7 @@ def keep_freed_memory(keep_bytes: int) -> bool:
     Every request allocates its body, its arrays and its answer afresh: megabytes for a
     Dense job.  By default glibc serves blocks over its (adaptive) mmap threshold with fresh
     mappings and trims the heap's free top, so each request page-faults its memory in again:
-    measured about 0.4 ms per MB on this service's machines, a quarter of a Dense job's time
+    measured about 0.4 ms per MB on the development machine, a quarter of a Dense job's time
     (README "Benchmarks").  Here blocks up to 32 MiB come from the heap, and a free top up
     to ``keep_bytes`` stays; with at most two arenas (threadpool threads would otherwise get
     up to eight per core), at most about 2 × ``keep_bytes`` stays resident between requests.
@@ -49,9 +48,8 @@ def keep_freed_memory(keep_bytes: int) -> bool:
     """
     if keep_bytes <= 0:
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
+    try:  # the process's own symbols: libc's, where the interpreter links it dynamically
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         mallopt = None
     if mallopt is None:
