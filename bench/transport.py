@@ -28,6 +28,7 @@ contender; ratios within the run):
    and a bare Starlette echo of the same body on plain uvicorn (the reference: its default
    protocol, httptools, which the service's own protocol subclasses).
 5. **BLAS threads**: the core's Dense job with 1 and with 2 BLAS threads (threadpoolctl).
+6. **Issue 9's goals**: each goal's ratio in this run, and whether it is met (with Keras).
 
 ``--only small`` runs section 4 alone (about 15 s).
 
@@ -444,6 +445,29 @@ def report(args: Any, blas: int, keras: str | None, dense_ms: dict[str, float], 
         print(f"| {name} | {value:,.0f} | {value / echo:.0%} |")
     print("\n5. BLAS threads (in process)\n")
     table(blas_ms, None)
+    if keras:
+        print("\n6. Issue 9's goals in this run\n")
+        print("| goal | this run | met |\n|---|---:|---|")
+        for goal, value, limit, fmt in goals(dense_ms, big_ms, rps):
+            met = value >= limit if fmt == "%" else value <= limit
+            shown = f"{value:.0%}" if fmt == "%" else f"{value:.2f}×"
+            print(f"| {goal} | {shown} | {'yes' if met else 'no'} |")
+
+
+def goals(dense_ms: dict[str, float], big_ms: dict[str, float],
+          rps: dict[str, float]) -> list[tuple[str, float, float, str]]:
+    """(goal, this run's ratio, limit, "×" for at most / "%" for at least)."""
+    keras = dense_ms["(a) Keras eager, every term"]
+    return [
+        ("Dense over safetensors ≤ 0.8× Keras (every term)", dense_ms["(d) service safetensors, every term"] / keras,
+         0.8, "×"),
+        ('the same with "totals" ≤ 0.6×', dense_ms["(d) service safetensors, totals"] / keras, 0.6, "×"),
+        ("JSON+b64 through the thin client ≤ 1.5×", dense_ms["(c) service JSON+b64, every term"] / keras, 1.5, "×"),
+        ("4M L1 over safetensors ≤ 5× the core in process",
+         big_ms["(d) service safetensors"] / big_ms["(b) core in-process"], 5.0, "×"),
+        ("small /v1/penalty ≥ 40% of the bare echo",
+         rps["service /v1/penalty (small bodies inline)"] / rps["bare Starlette echo"], 0.4, "%"),
+    ]
 
 
 SMALL_TITLE = ("4. Small requests: /v1/penalty on a 2×2 tensor, raw-socket keep-alive client, "
