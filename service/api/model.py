@@ -95,5 +95,6 @@ def model_forward(request: ModelRequest, http: Request) -> ModelResponse:
         request.model, request.weights, request.inputs, request.targets, request.loss,
         training=request.training, activity_normalization=request.activity_normalization.value,
         return_gradients=request.return_gradients, return_layer_outputs=request.return_layer_outputs,
+        sample_weight=request.sample_weight,
     )
     return ModelResponse.of(result, request.encoding)

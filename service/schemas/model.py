@@ -10,12 +10,22 @@ from service.core import keras_config
 from service.core.model import Model, ModelResult
 from service.errors import TooManyLayers
 from service.schemas.base import ActivityNormalization, Encoding, ParsedBy, current_budget
-from service.schemas.requests import Loss, RequestModel, Tensor, _core_spec
+from service.schemas.requests import (
+    SAMPLE_WEIGHT,
+    Loss,
+    RequestModel,
+    ReturnGradients,
+    Tensor,
+    _core_spec,
+)
 from service.schemas.responses import (
+    DATA_LOSS_VALUES,
     Number,
     ParameterGradients,
     TensorResult,
     _Response,
+    _WithDataLossValues,
+    data_loss_values_out,
     gradients_out,
     numbers_out,
     tensor_out,
@@ -62,11 +72,12 @@ class ModelRequest(RequestModel):
     inputs: Tensor | dict[str, Tensor]
     targets: Tensor | None = None
     loss: Loss | None = None
+    sample_weight: Tensor | None = SAMPLE_WEIGHT
     training: StrictBool = Field(False, description="BatchNormalization uses batch statistics (and "
                                  "returns updated moving statistics); Dropout drops units with the "
                                  "service's own seeded mask, not Keras's random stream.")
     activity_normalization: ActivityNormalization = ActivityNormalization.batch
-    return_gradients: StrictBool = True
+    return_gradients: ReturnGradients = True
     return_layer_outputs: StrictBool = False
     encoding: Encoding = Encoding.json
 
@@ -97,7 +108,7 @@ class NamedTensors(RootModel[dict[str, TensorResult]]):
     """Tensors by name: layer outputs by layer name, updated statistics by weight path."""
 
 
-class ModelResponse(_Response):
+class ModelResponse(_WithDataLossValues):
     outputs: TensorResult
     losses: dict[str, Number] = Field(description="data_loss, '<layer>/<argument>' for every term, and total.")
     layers: list[LayerSummary]
@@ -108,6 +119,7 @@ class ModelResponse(_Response):
         default_factory=lambda: NamedTensors({}),
         description="Training mode: BatchNormalization's updated moving statistics, by weight path.")
     diagnostics: list[Diagnostic]
+    data_loss_values: TensorResult | None = DATA_LOSS_VALUES
 
     @classmethod
     def of(cls, r: ModelResult, encoding: Encoding) -> ModelResponse:
@@ -121,4 +133,5 @@ class ModelResponse(_Response):
             if r.layer_outputs is not None else None,
             updates={k: tensor_out(v, encoding, f"updates.{k}") for k, v in r.updates.items()},
             diagnostics=[Diagnostic(**d) for d in r.diagnostics],
+            data_loss_values=data_loss_values_out(r.data_loss_values, encoding),
         )

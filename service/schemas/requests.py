@@ -380,6 +380,14 @@ class DenseLayer(_LayerFields):
         )
 
 
+#: The ``sample_weight`` field of every route that takes a loss.
+SAMPLE_WEIGHT: Any = Field(
+    default=None,
+    description="Weights of the per-sample data losses (Keras fit's sample_weight), e.g. "
+    "one per sample; broadcast against them after Keras's squeeze/expand of a trailing 1.",
+)
+
+
 class NetworkRequest(RequestModel):
     """A stack of Dense layers and a data loss: every term and its gradient per parameter."""
 
@@ -411,11 +419,7 @@ class NetworkRequest(RequestModel):
         "reduction (sum_over_batch_size, sum, mean, mean_with_sample_weight, none). Every "
         "route that takes a loss takes this same field.",
     )
-    sample_weight: Tensor | None = Field(
-        default=None,
-        description="Weights of the per-sample data losses (Keras fit's sample_weight), e.g. "
-        "one per sample; broadcast against them after Keras's squeeze/expand of a trailing 1.",
-    )
+    sample_weight: Tensor | None = SAMPLE_WEIGHT
     activity_normalization: ActivityNormalization = ActivityNormalization.batch
     return_gradients: ReturnGradients = True
     encoding: Encoding = Encoding.json

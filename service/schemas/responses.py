@@ -130,7 +130,30 @@ class DenseResponse(_Response):
         )
 
 
-class NetworkResponse(_Response):
+#: The ``data_loss_values`` field of every response with a data loss (declared last).
+DATA_LOSS_VALUES: Any = Field(
+    default=None,
+    description="For a loss with reduction 'none': the weighted per-sample data losses "
+    "(data_loss is then their sum). Null otherwise.",
+)
+
+
+class _WithDataLossValues(_Response):
+    """A response whose ``data_loss_values`` is left out of the body when there are none (so
+    a response without ``reduction: "none"`` is exactly what it was before the field)."""
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        body = super().model_dump(**kwargs)
+        if body.get("data_loss_values", 0) is None:
+            del body["data_loss_values"]
+        return body
+
+
+def data_loss_values_out(values: np.ndarray | None, encoding: Encoding) -> TensorResult | None:
+    return tensor_out(values, encoding, "data_loss_values") if values is not None else None
+
+
+class NetworkResponse(_WithDataLossValues):
     outputs: TensorResult
     losses: dict[str, Number] = Field(
         description="data_loss, '<layer>/<term>' for every regularizer given, and total."
@@ -138,11 +161,7 @@ class NetworkResponse(_Response):
     gradients: ParameterGradients | None = Field(
         description="gradients['<layer>/kernel' | '<layer>/bias'][term]; total is what fit applies."
     )
-    data_loss_values: TensorResult | None = Field(
-        default=None,
-        description="For a loss with reduction 'none': the weighted per-sample data losses "
-        "(data_loss is then their sum). Null otherwise.",
-    )
+    data_loss_values: TensorResult | None = DATA_LOSS_VALUES
 
     @classmethod
     def of(cls, result: NetworkResult, encoding: Encoding) -> NetworkResponse:
@@ -152,18 +171,8 @@ class NetworkResponse(_Response):
             gradients=gradients_out(result.gradients, encoding)
             if result.gradients is not None
             else None,
-            data_loss_values=tensor_out(result.data_loss_values, encoding, "data_loss_values")
-            if result.data_loss_values is not None
-            else None,
+            data_loss_values=data_loss_values_out(result.data_loss_values, encoding),
         )
-
-    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
-        """As pydantic's, leaving out ``data_loss_values`` when there are none (so a
-        response without ``reduction: "none"`` is exactly what it was before the field)."""
-        body = super().model_dump(**kwargs)
-        if body.get("data_loss_values", 0) is None:
-            del body["data_loss_values"]
-        return body
 
 
 # --------------------------------------------------------------------------- discovery
