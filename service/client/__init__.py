@@ -81,6 +81,22 @@ class NetworkResult:
     outputs: np.ndarray
     losses: dict[str, float]
     gradients: Gradients | None
+    #: the weighted per-sample data losses, for a loss with ``reduction: "none"``
+    data_loss_values: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    outputs: np.ndarray
+    losses: dict[str, float]
+    layers: list[dict[str, Any]]
+    gradients: Gradients | None
+    diagnostics: list[dict[str, str]]
+    #: layer outputs by layer name (``return_layer_outputs=True``)
+    layer_outputs: dict[str, np.ndarray] | None = None
+    #: training mode: BatchNormalization's updated moving statistics by weight path
+    updates: dict[str, np.ndarray] | None = None
+    data_loss_values: np.ndarray | None = None
 
 
 def http_client(base_url: str, *, timeout: float = 120.0, **kwargs: Any) -> httpx.Client:
@@ -161,7 +177,7 @@ class Client:
         doc, tensors = self.post("/v1/dense", body)
         return DenseResult(
             tensors["outputs"], doc["losses"],
-            None if doc.get("gradients") is None else _by_term(_under(tensors, "gradients."), doc["gradients"]),
+            _gradients(doc, tensors),
             None if doc.get("input_gradients") is None else _under(tensors, "input_gradients."),
         )
 
@@ -172,22 +188,53 @@ class Client:
         layers: Sequence[Mapping[str, Any]],
         loss: Spec = "mean_squared_error",
         *,
+        sample_weight: Any = None,
         activity_normalization: str = "batch",
         return_gradients: Any = True,
     ) -> NetworkResult:
         """``POST /v1/network``: ``layers`` as API.md (``kernel``, ``bias`` arrays; specs)."""
-        body = {
+        body = _without_none({
             "inputs": _array(inputs), "targets": _array(targets),
             "layers": [
                 {k: (_array(v) if k in ("kernel", "bias") else v) for k, v in layer.items() if v is not None}
                 for layer in layers
             ],
-            "loss": loss, "activity_normalization": activity_normalization,
-            "return_gradients": return_gradients,
-        }
+            "loss": loss, "sample_weight": None if sample_weight is None else _array(sample_weight),
+            "activity_normalization": activity_normalization, "return_gradients": return_gradients,
+        })
         doc, tensors = self.post("/v1/network", body)
-        grads = None if doc.get("gradients") is None else _by_term(_under(tensors, "gradients."), doc["gradients"])
-        return NetworkResult(tensors["outputs"], doc["losses"], grads)
+        return NetworkResult(tensors["outputs"], doc["losses"], _gradients(doc, tensors), tensors.get("data_loss_values"))
+
+    def model(
+        self,
+        model: Mapping[str, Any],
+        weights: Mapping[str, Any],
+        inputs: Any,
+        targets: Any = None,
+        loss: Spec | None = None,
+        *,
+        sample_weight: Any = None,
+        training: bool = False,
+        activity_normalization: str = "batch",
+        return_gradients: Any = True,
+        return_layer_outputs: bool = False,
+    ) -> ModelResult:
+        """``POST /v1/model``: ``model`` as ``json.loads(model.to_json())``, ``weights`` by
+        ``"<layer>/<weight>"``, ``inputs`` one array or one per input layer by name."""
+        body = _without_none({
+            "model": model, "weights": {name: _array(w) for name, w in weights.items()},
+            "inputs": {n: _array(x) for n, x in inputs.items()} if isinstance(inputs, Mapping) else _array(inputs),
+            "targets": None if targets is None else _array(targets), "loss": loss,
+            "sample_weight": None if sample_weight is None else _array(sample_weight),
+            "training": training, "activity_normalization": activity_normalization,
+            "return_gradients": return_gradients, "return_layer_outputs": return_layer_outputs,
+        })
+        doc, tensors = self.post("/v1/model", body)
+        return ModelResult(
+            tensors["outputs"], doc["losses"], doc["layers"], _gradients(doc, tensors), doc["diagnostics"],
+            None if doc.get("layer_outputs") is None else _under(tensors, "layer_outputs."),
+            _under(tensors, "updates."), tensors.get("data_loss_values"),
+        )
 
     # ----------------------------------------------------------------------- transport
 
@@ -284,6 +331,11 @@ def _from_json(value: Any, path: str, out: dict[str, np.ndarray]) -> Any:
     return value
 
 
+def _gradients(doc: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> Gradients | None:
+    """``gradients[parameter][term]`` of an answer (None when none were asked for)."""
+    return None if doc.get("gradients") is None else _by_term(_under(tensors, "gradients."), doc["gradients"])
+
+
 def _under(tensors: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
 
@@ -314,6 +366,7 @@ def _error_body(response: httpx.Response) -> dict[str, Any]:
 __all__ = [
     "Client",
     "DenseResult",
+    "ModelResult",
     "NetworkResult",
     "PenaltiesResult",
     "PenaltyResult",

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from service.client import Client
 from tests.reference.vectors import arrays, cases
+from tests.reference.vectors import tensor as wire_tensor
 
 CASES = {c["id"]: c for c in cases("weighted_models")}
 RTOL, GRTOL, ATOL = 1e-5, 1e-4, 1e-6
@@ -104,3 +105,32 @@ def test_safetensors_answers_equal_json_answers_bit_for_bit(app: FastAPI, case_i
     assert ("data_loss_values" in arrays_j) == (case["loss"]["reduction"] == "none")
     for name, a in arrays_j.items():
         assert a.dtype == arrays_s[name].dtype and a.tobytes() == arrays_s[name].tobytes(), name
+
+
+@pytest.mark.parametrize("form", ["json", "safetensors"])
+def test_the_thin_client_model_method(app: FastAPI, client: TestClient, form: str) -> None:
+    """``Client.model`` sends the same request and returns the same numbers, as arrays: a
+    weighted case with reduction 'none', and a training-mode BatchNormalization model with
+    its layer outputs and updated moving statistics."""
+    weighted = next(c for c in CASES.values() if c["loss"]["reduction"] == "none")
+    bn = next(c for c in cases("models") if c["training"] and c["expected"]["updates"])
+    with Client(format=form, http=TestClient(app)) as c:  # type: ignore[arg-type]
+        w = arrays(weighted)
+        r = c.model(w["model"], w["weights"], w["inputs"], w["targets"], w["loss"], sample_weight=w["sample_weight"],
+                    return_gradients="totals")
+        b = arrays(bn)
+        t = c.model(b["model"], b["weights"], b["inputs"], b["targets"], b["loss"], training=True,
+                    return_layer_outputs=True)
+    plain = client.post("/v1/model", json=body_of(weighted, return_gradients="totals")).json()
+    assert r.losses == plain["losses"] and r.data_loss_values is not None
+    np.testing.assert_array_equal(r.data_loss_values, wire_tensor(plain["data_loss_values"]))  # its dtype
+    assert r.gradients is not None and set(r.gradients) == set(plain["gradients"])
+    for path, terms in r.gradients.items():
+        assert set(terms) == {"total"}
+        np.testing.assert_array_equal(terms["total"], wire_tensor(plain["gradients"][path]["total"]))
+    exp = arrays(bn["expected"])
+    assert t.updates is not None and set(t.updates) == set(exp["updates"])
+    for path, v in exp["updates"].items():
+        np.testing.assert_allclose(t.updates[path], v, rtol=RTOL, atol=ATOL)
+    assert t.layer_outputs is not None and [e["name"] for e in t.layers] == list(t.layer_outputs)
+    np.testing.assert_array_equal(t.layer_outputs[t.layers[-1]["name"]], t.outputs)
