@@ -114,7 +114,7 @@ class SocketTransport(httpx.BaseTransport):
                 conn = conns.pop() if conns else None
             if conn is None:
                 return self._connect(address, timeouts), False
-            if conn.sock is not None and not select.select([conn.sock], [], [], 0)[0]:
+            if conn.sock is not None and not _readable(conn.sock):
                 return conn, True
             conn.close()  # closed by the server while idle (readable: EOF), or in a bad state
 
@@ -185,6 +185,16 @@ class SocketTransport(httpx.BaseTransport):
             raise httpx.RemoteProtocolError(f"the answer is not valid HTTP/1.1: {exc!r}") from exc
         except OSError as exc:
             raise httpx.ReadError(f"reading the answer failed: {exc!r}") from exc
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Has an idle connection something to read (the server's close, or bytes nobody asked
+    for)?  ``poll`` where there is one: ``select`` fails on descriptors past 1023."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 class _Closed(Exception):

@@ -231,3 +231,26 @@ def test_https_goes_to_the_fallback_transport() -> None:
         assert http.get("https://example.test/healthz").content == b"tls"
     assert calls == ["https://example.test/healthz"]
 
+
+
+def test_an_idle_connection_is_checked_with_poll_past_descriptor_1023() -> None:
+    """The idle check must work for a socket whose descriptor is past select()'s 1023."""
+    import os
+    import resource
+
+    from service.client.transport import _readable
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1100:
+        pytest.skip(f"the descriptor limit ({hard}) is below 1100")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1100), hard))
+    a, b = socket.socketpair()
+    high = socket.socket(fileno=os.dup2(a.fileno(), 1050))
+    try:
+        assert _readable(high) is False
+        b.sendall(b"x")
+        assert _readable(high) is True
+    finally:
+        for s in (high, a, b):
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
