@@ -53,6 +53,21 @@ def connect(server: Server) -> socket.socket:
     return sock
 
 
+def read_one(sock: socket.socket) -> bytes:
+    """Exactly one response (its head and its Content-Length body) off ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "closed before a response"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    assert len(rest) == length, "more than one response"
+    return head + b"\r\n\r\n" + rest
+
+
 def read_all(sock: socket.socket) -> bytes:
     chunks = []
     while chunk := sock.recv(65536):
@@ -123,9 +138,9 @@ def test_pipelined_requests_are_each_answered_and_each_counted_on_its_own(server
 def test_a_pipelined_request_over_the_bound_is_431_after_the_first_is_answered(server: Server) -> None:
     with connect(server) as sock:
         sock.sendall(block(100, close=False))
-        time.sleep(0.3)  # the first request is answered before the second arrives
+        first = read_one(sock)  # the first request is answered before the second is sent
         sock.sendall(block(BOUND + 1))
-        answer = responses(read_all(sock))
+        answer = responses(first + read_all(sock))
     assert answer[0][0] == 200 and is_431(answer[1:])
 
 
