@@ -23,8 +23,10 @@ it too):
   read in which a pipelined request begins after the previous one ended counts only what
   the parser reported of the new block (its offset in that read is unknown): at most one
   read (asyncio reads up to 256 KiB) goes uncounted, so memory stays bounded;
-* body bytes never count (once the headers end, counting stops until the next request),
-  and each pipelined request gets its own count.
+* body bytes never count, and each pipelined request gets its own count;
+* what a body carries besides its bytes — a chunked body's size lines and its trailer
+  fields, which the parser would also accumulate without limit — is bounded the same way
+  (``max_header_bytes`` plus 64 bytes per chunk; trailer fields are dropped, not kept).
 
 Refusals are JSON (``error_body``) followed by closing the connection: **431** for a header
 block over the bound, **400** for anything the parser rejects (uvicorn would answer plain
@@ -64,6 +66,11 @@ class ServiceConfig(uvicorn.Config):
         self.max_header_bytes = max_header_bytes
 
 
+#: Bytes of framing a chunk may carry beyond ``max_header_bytes`` per body: its size line
+#: (up to 16 hex digits and CRLF) and the CRLF after its data, with room to spare.
+FRAMING_PER_CHUNK = 64
+
+
 class _HeaderBlockTooLarge(Exception):
     """Raised from a parser callback to stop parsing a block over the bound."""
 
@@ -81,11 +88,18 @@ class ServiceProtocol(HttpToolsProtocol):
         self.head_bytes = 0         # bytes received for that header block so far
         self.message_begun = False  # the parser has begun a request since the last one ended
         self.message_ended = False  # a request ended during the current read
+        self.framing_bytes = 0      # bytes of the current body that are not body: chunk lines, trailers
+        self.chunks = 0             # chunks of the current body so far
+        self.read_body = 0          # body bytes the parser reported during the current read
+        self.head_ended = False     # the current request's header block ended during the current read
 
     def data_received(self, data: bytes) -> None:
-        self.message_ended = False
+        self.message_ended, self.read_body, self.head_ended = False, 0, False
         super().data_received(data)
-        if not self.head_open or self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if not self.head_open:
+            self.count_framing(len(data))
             return
         if self.message_ended:
             self.head_bytes = self.reported_head_bytes() if self.message_begun else 0
@@ -95,6 +109,32 @@ class ServiceProtocol(HttpToolsProtocol):
             self.logger.warning("Unfinished header block over %d bytes.", self.max_header_bytes)
             self.refusal = 431
             self.send_400_response("")
+
+    def count_framing(self, received: int) -> None:
+        """Bound what a body carries besides its bytes: a chunked body's size lines and its
+        trailer fields, which the parser would otherwise accumulate without limit.  A read
+        adds what it held beyond the body bytes the parser reported; past
+        ``max_header_bytes`` plus :data:`FRAMING_PER_CHUNK` per chunk it is a 431.  The read
+        in which the header block ended is not counted (its header bytes were): one read of
+        slack, as for a pipelined request."""
+        if self.head_ended:
+            return
+        self.framing_bytes += received - self.read_body
+        if self.framing_bytes > self.max_header_bytes + FRAMING_PER_CHUNK * self.chunks:
+            self.logger.warning("Chunk framing and trailers over %d bytes.", self.max_header_bytes)
+            self.refusal = 431
+            self.send_400_response("")
+
+    def on_body(self, body: bytes) -> None:
+        self.read_body += len(body)
+        super().on_body(body)
+
+    def on_chunk_header(self) -> None:
+        self.chunks += 1
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_open:  # a trailer field after a chunked body: counted, not kept
+            super().on_header(name, value)
 
     def reported_head_bytes(self) -> int:
         """The header block's canonical size as far as the parser has reported it (the
@@ -112,7 +152,8 @@ class ServiceProtocol(HttpToolsProtocol):
             self.logger.warning("Header block of %d bytes, over %d.", size, self.max_header_bytes)
             self.refusal = 431
             raise _HeaderBlockTooLarge  # feed_data raises it as an HttpParserError: send_400_response
-        self.head_open = False
+        self.head_open, self.head_ended = False, True
+        self.framing_bytes = self.chunks = 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

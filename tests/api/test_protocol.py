@@ -167,6 +167,48 @@ def test_a_block_begun_in_the_read_that_ended_the_previous_request(server: Serve
     assert answer[0][0] == 200 and is_431(answer[1:])
 
 
+CHUNKED = (b"POST /v1/penalty HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n")
+
+
+def chunked(body: bytes, size: int) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size]) for i in range(0, len(body), size))
+
+
+def send_until_answered(sock: socket.socket, data: bytes, piece: int = 256) -> bytes:
+    """Send ``data`` in pieces, stopping once an answer is readable (no reset); the answer."""
+    for i in range(0, len(data), piece):
+        sock.send(data[i:i + piece])
+        if select.select([sock], [], [], 0.01)[0]:
+            break
+    return read_all(sock)
+
+
+@pytest.mark.parametrize("trailer", [b"".join(b"t%d: v\r\n" % i for i in range(2000)), b"X-T: " + b"a" * 20000],
+                         ids=["many trailer lines", "one endless trailer value"])
+def test_trailers_after_a_chunked_body_are_bounded(server: Server, trailer: bytes) -> None:
+    """A chunked body's trailer fields are header fields the parser would otherwise keep
+    without limit: past the bound they are a 431, long before they end."""
+    body = json.dumps({"tensor": [1.0, -2.0], "regularizer": "l1"}).encode()
+    with connect(server) as sock:
+        answer = send_until_answered(sock, CHUNKED + chunked(body, 8) + b"0\r\n" + trailer)
+    assert is_431(responses(answer))
+
+
+def test_a_body_of_many_small_chunks_and_short_trailers_is_served(server: Server) -> None:
+    """Framing grows with the chunks (64 bytes each are allowed beyond the bound): 1,260
+    chunks of 8 bytes carry 6.3 KB of size lines and CRLFs, three times the bound, and pass;
+    trailer fields within the bound are accepted and dropped."""
+    n = 2000
+    body = json.dumps({"tensor": [1.0] * n, "regularizer": {"type": "l1", "l1": 1.0}, "return_gradient": False}).encode()
+    framed = chunked(body, 8)
+    assert len(framed) - len(body) > 3 * BOUND
+    with connect(server) as sock:
+        sock.sendall(CHUNKED + framed + b"0\r\nX-Checksum: abc\r\n\r\n")
+        [(status, answer)] = responses(read_all(sock))
+    assert (status, json.loads(answer)["penalty"]) == (200, n)
+
+
 @pytest.mark.parametrize("data", [
     b"GET /healthz HTTP/1.1 extra\r\nHost: x\r\n\r\n",
     b"GET /healthz HTTP/7.7\r\nHost: x\r\n\r\n",
@@ -180,7 +222,8 @@ def test_malformed_requests_are_400_in_the_envelope(server: Server, data: bytes)
 
 
 def test_the_bound_reaches_every_worker(tmp_path: Path) -> None:
-    """Spawned workers get the bound with their config (``--workers 2``)."""
+    """Spawned workers get the bound with their config (``--workers 2``: every worker is a
+    spawned process, whichever of them takes each connection)."""
     s = start(tmp_path, PENALTY_MAX_HEADER_BYTES=str(BOUND), PENALTY_WORKERS="2")
     try:
         for _ in range(4):
