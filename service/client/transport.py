@@ -12,8 +12,9 @@ own memory).  Everything above the bytes stays httpx's: timeouts, event hooks, r
 * Keep-alive: idle connections are kept per host and port (at most ``max_idle`` each); one
   whose socket has become readable while idle (the server closed it, or sent something
   unasked) is dropped before use.  A request on a reused connection that the server closed
-  before answering is sent once more on a new one: every route of the service is a function
-  of its body, so resending cannot do anything twice.
+  before answering is sent once more on a new one, if its body can be sent again (bytes, or
+  pieces in a list): every route of the service is a function of its body, so resending
+  cannot do anything twice.
 * A body of known length (``Content-Length``) is read whole on the first read of the stream;
   any other body (chunked, e.g. ``/v1/train``'s Server-Sent Events) is read as it arrives.
 * ``https://`` URLs go to httpx's own transport (``fallback``).
@@ -33,6 +34,8 @@ from typing import Any
 import httpx
 
 Timeouts = dict[str, float | None]
+#: Bytes per ``sendall``: httpx's write timeout bounds each write, not a whole large array.
+WRITE_BYTES = 1 << 20
 
 
 class _Body(httpx.SyncByteStream):
@@ -83,7 +86,7 @@ class SocketTransport(httpx.BaseTransport):
                 break
             except _Closed as exc:
                 conn.close()
-                if not reused:
+                if not (reused and _replayable(request.stream)):
                     raise httpx.RemoteProtocolError(
                         f"the server closed the connection without answering ({exc.__cause__!r})") from exc
                 conn, reused = self._connect(address, timeouts), False  # it had closed the idle connection
@@ -158,7 +161,7 @@ class SocketTransport(httpx.BaseTransport):
         sock = conn.sock
         sock.settimeout(timeouts.get("write"))
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-        sent = True
+        failed: OSError | None = None
         try:
             conn.putrequest(request.method, request.url.raw_path.decode("ascii"),
                             skip_host=True, skip_accept_encoding=True)
@@ -166,18 +169,25 @@ class SocketTransport(httpx.BaseTransport):
                 conn.putheader(name, value)
             conn.endheaders()
             for piece in request.stream:  # type: ignore[union-attr]
-                if piece:
-                    sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                data = memoryview(piece).cast("B")
+                if data.nbytes and chunked:
+                    sock.sendall(b"%x\r\n" % data.nbytes)
+                for start in range(0, data.nbytes, WRITE_BYTES):  # the write timeout applies per slice
+                    sock.sendall(data[start:start + WRITE_BYTES])
+                if data.nbytes and chunked:
+                    sock.sendall(b"\r\n")
             if chunked:
                 sock.sendall(b"0\r\n\r\n")
         except TimeoutError as exc:
             raise httpx.WriteTimeout(str(exc) or "timed out sending the request") from exc
-        except OSError:
-            sent = False
+        except OSError as exc:
+            failed = exc
         sock.settimeout(timeouts.get("read"))
         try:
-            return conn.getresponse(), sent
+            return conn.getresponse(), failed is None
         except TimeoutError as exc:
+            if failed is not None:
+                raise httpx.WriteError(f"sending the request failed: {failed!r}") from failed
             raise httpx.ReadTimeout(str(exc) or "timed out waiting for the answer") from exc
         except (http.client.RemoteDisconnected, ConnectionError) as exc:
             raise _Closed() from exc
@@ -185,6 +195,15 @@ class SocketTransport(httpx.BaseTransport):
             raise httpx.RemoteProtocolError(f"the answer is not valid HTTP/1.1: {exc!r}") from exc
         except OSError as exc:
             raise httpx.ReadError(f"reading the answer failed: {exc!r}") from exc
+
+
+def _replayable(stream: Any) -> bool:
+    """Can the request's body be sent again?  Bytes can; so can httpx's stream over a list
+    or tuple of pieces (what :class:`~service.client.Client` sends); an iterator or a
+    generator cannot."""
+    if isinstance(stream, httpx.ByteStream):
+        return True
+    return isinstance(getattr(stream, "_stream", None), list | tuple)
 
 
 def _readable(sock: socket.socket) -> bool:

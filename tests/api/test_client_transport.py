@@ -152,6 +152,42 @@ def test_a_request_the_server_drops_on_a_reused_connection_is_sent_once_more(pee
     assert p.accepted == 2
 
 
+def test_a_body_that_cannot_be_sent_again_is_not_resent(peer: Callable[[Script], Peer]) -> None:
+    """The same drop with an iterator body: it is spent, so the request is an error rather
+    than an empty body sent again on a new connection."""
+    def drop_second(conn: socket.socket, n: int) -> None:
+        buffer = bytearray()
+        read_request(conn, buffer)
+        conn.sendall(answer(b"first"))
+        while b"\r\n\r\n" not in buffer:  # the second request's head, then close
+            buffer += conn.recv(65536)
+
+    p = peer(drop_second)
+    with client(p.port) as http:
+        assert http.post("/x", content=b"1").content == b"first"
+        with pytest.raises(httpx.RemoteProtocolError, match="without answering"):
+            http.post("/x", content=iter([b"payload-1", b"payload-2"]))
+    assert p.accepted == 1
+
+
+def test_chunk_sizes_count_bytes_of_any_buffer(peer: Callable[[Script], Peer]) -> None:
+    """A float32 memoryview piece in a chunked body is framed by its byte count."""
+    received: list[bytes] = []
+
+    def record(conn: socket.socket, _: int) -> None:
+        buffer = bytearray()
+        while not buffer.endswith(b"0\r\n\r\n"):
+            buffer += conn.recv(65536)
+        received.append(bytes(buffer).split(b"\r\n\r\n", 1)[1])
+        conn.sendall(answer(b"ok"))
+
+    p = peer(record)
+    floats = np.arange(3, dtype=np.float32)
+    with client(p.port) as http:
+        assert http.post("/x", content=iter([memoryview(floats)])).content == b"ok"
+    assert received == [b"c\r\n" + floats.tobytes() + b"\r\n0\r\n\r\n"]
+
+
 def test_a_new_connection_closed_without_an_answer_is_an_error(peer: Callable[[Script], Peer]) -> None:
     p = peer(lambda conn, _: read_request(conn, bytearray()) and None)
     with client(p.port) as http, pytest.raises(httpx.RemoteProtocolError, match="without answering"):
