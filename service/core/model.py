@@ -232,6 +232,8 @@ def evaluate(
     xs = _inputs_by_name(model, inputs)
     if (targets is None) != (loss is None):
         raise SpecError("targets and loss go together: give both or neither", field="loss" if targets is not None else "targets")
+    if sample_weight is not None and loss is None:
+        raise SpecError("sample_weight weights the data loss: give targets and a loss with it", field="sample_weight")
     if len(model.outputs) != 1:
         raise SpecError(f"the model has {len(model.outputs)} outputs {model.outputs}; only single-output "
                         "models are supported", field="model")

@@ -39,6 +39,7 @@ def test_weighted_model_over_http_matches_keras(client: TestClient, case_id: str
     assert list(body["losses"]) == list(exp["losses"])
     for key, value in exp["losses"].items():
         np.testing.assert_allclose(body["losses"][key], value, rtol=RTOL, atol=ATOL, err_msg=key)
+    assert set(body["gradients"]) == set(exp["gradients"])
     for path, terms in exp["gradients"].items():
         assert set(body["gradients"][path]) == set(terms), path
         for term, g in terms.items():
@@ -57,6 +58,9 @@ def test_sample_weight_changes_the_answer_and_is_checked(client: TestClient) -> 
     wrong = client.post("/v1/model", json=body_of(case, sample_weight=[1.0] * 7))
     assert wrong.status_code == 400, wrong.text
     assert "sample_weight" in wrong.json()["error"]["message"]
+    alone = client.post("/v1/model", json=body_of(case, targets=None, loss=None))
+    assert alone.status_code in (400, 422), alone.text
+    assert "sample_weight weights the data loss" in alone.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("selection", ["totals", {"terms": ["total"]},
