@@ -33,9 +33,10 @@ INT_MAX = 2**31 - 1
 
 
 def keep_freed_memory(keep_bytes: int) -> bool:
-    """Let glibc malloc keep up to ``keep_bytes`` of freed memory per arena (two arenas)
-    instead of handing it back to the kernel after each request; False where there is no
-    glibc (or ``keep_bytes`` is 0), and nothing changes.
+    """Let glibc malloc keep up to ``keep_bytes`` of freed memory at the top of each arena
+    (two arenas) instead of handing it back to the kernel after each request.  False where
+    there is no glibc or ``keep_bytes`` is 0 (nothing changes), or where glibc refuses a
+    setting (those before it stay set).
 
     Every request allocates its body, its arrays and its answer afresh: megabytes for a
     Dense job.  By default glibc serves blocks over its (adaptive) mmap threshold with fresh
@@ -43,7 +44,8 @@ def keep_freed_memory(keep_bytes: int) -> bool:
     measured about 0.4 ms per MB on the development machine, a quarter of a Dense job's time
     (README "Benchmarks").  Here blocks up to 32 MiB come from the heap, and a free top up
     to ``keep_bytes`` stays; with at most two arenas (threadpool threads would otherwise get
-    up to eight per core), at most about 2 × ``keep_bytes`` stays resident between requests.
+    up to eight per core), the free tops kept between requests are at most 2 × ``keep_bytes``
+    (freed blocks below a live allocation stay resident with or without this, as always).
     ``keep_bytes`` over 2 GiB − 1 is taken as 2 GiB − 1 (``mallopt`` takes a C int).
     """
     if keep_bytes <= 0:
@@ -56,8 +58,5 @@ def keep_freed_memory(keep_bytes: int) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     keep = min(keep_bytes, INT_MAX)  # mallopt takes a C int
-    return all([
-        mallopt(M_MMAP_THRESHOLD, min(keep, MMAP_THRESHOLD_MAX)) == 1,
-        mallopt(M_TRIM_THRESHOLD, keep) == 1,
-        mallopt(M_ARENA_MAX, 2) == 1,
-    ])
+    settings = ((M_MMAP_THRESHOLD, min(keep, MMAP_THRESHOLD_MAX)), (M_TRIM_THRESHOLD, keep), (M_ARENA_MAX, 2))
+    return all(mallopt(param, value) == 1 for param, value in settings)  # stops at the first refusal
