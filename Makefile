@@ -41,6 +41,7 @@ bench: install
 	$(PY) -m bench.dense_vs_keras
 	$(PY) -m bench.transport
 	$(PY) -m bench.blas
+	$(PY) -m bench.client
 	$(PY) -m bench.stack
 	$(PY) -m bench.train_vs_keras
 	$(PY) -m bench.load

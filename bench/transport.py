@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.common import ROOT, live_service
+from bench.common import ROOT, Seconds, live_service, medians_ms
 from service.client import Client, http_client
 from service.config import Settings
 from service.core.dense import dense
@@ -174,11 +174,11 @@ class Worker:
         assert self.proc.stdout is not None
         self.version = json.loads(self.proc.stdout.readline())["version"]
 
-    def run(self, job: str) -> float:
+    def run(self, job: str) -> Seconds:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(job + "\n")
         self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
+        return Seconds(self.proc.stdout.readline())
 
     def close(self) -> None:
         if self.proc.stdin:
@@ -209,19 +209,6 @@ class Floor:
     def close(self) -> None:
         self.sock.close()
         self.proc.wait(timeout=10)
-
-
-def interleaved(runs: Mapping[str, Callable[[], float | None]], repeats: int) -> dict[str, float]:
-    """Median ms of each run; a run returning a number reports its own duration (s)."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():
-        run()
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            own = run()
-            times[name].append(own if own is not None else time.perf_counter() - start)
-    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
 class Sizes:
@@ -365,7 +352,7 @@ def main() -> None:
         def service(form: str, selection: Any = True) -> Callable[[], None]:
             return lambda: via[form].dense(x, k, b, activation="relu", **REGS, return_gradients=selection) and None
 
-        dense_runs: dict[str, Callable[[], float | None]] = {}
+        dense_runs: dict[str, Callable[[], Any]] = {}
         if keras:
             dense_runs["(a) Keras eager, every term"] = lambda: keras.run("dense_terms")
             dense_runs["(a) Keras eager, totals"] = lambda: keras.run("dense_totals")
@@ -384,9 +371,9 @@ def main() -> None:
             wire[f"Dense {label}"] = (sizes[form].sent, sizes[form].received)
         floors = {f"floor {name}": (lambda p=bytes(s), n=r: floor.round_trip(p, n)) for name, (s, r) in wire.items()
                   if "safetensors" in name}
-        dense_ms = interleaved({**dense_runs, **floors}, args.repeats)
+        dense_ms = medians_ms({**dense_runs, **floors}, args.repeats)
 
-        big_runs: dict[str, Callable[[], float | None]] = {}
+        big_runs: dict[str, Callable[[], Any]] = {}
         if keras:
             big_runs["(a) Keras eager"] = lambda: keras.run("penalty")
         big_runs |= {
@@ -401,17 +388,17 @@ def main() -> None:
         s, r = wire["L1 4M safetensors"]
         payload = bytes(s)
         big_runs["floor L1 4M safetensors"] = lambda: floor.round_trip(payload, r)
-        big_ms = interleaved(big_runs, args.big_repeats)
+        big_ms = medians_ms(big_runs, args.big_repeats)
 
     rps = small_requests(env, args.seconds)
 
-    blas_runs: dict[str, Callable[[], float | None]] = {}
+    blas_runs: dict[str, Callable[[], Any]] = {}
     for n in sorted({1, cores}):
         def run(n: int = n) -> None:
             with threadpool_limits(limits=n, user_api="blas"):
                 dense(x, k, b, "relu", **REGS)
         blas_runs[f"core Dense job, {n} BLAS thread{'s' if n > 1 else ''}"] = run
-    blas_ms = interleaved(blas_runs, args.repeats)
+    blas_ms = medians_ms(blas_runs, args.repeats)
 
     report(args, blas, keras.version if keras else None, dense_ms, big_ms, wire, rps, blas_ms)
 

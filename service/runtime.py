@@ -41,8 +41,8 @@ def keep_freed_memory(keep_bytes: int) -> bool:
     Every request allocates its body, its arrays and its answer afresh: megabytes for a
     Dense job.  By default glibc serves blocks over its (adaptive) mmap threshold with fresh
     mappings and trims the heap's free top, so each request page-faults its memory in again:
-    measured about 0.4 ms per MB on the development machine, a quarter of a Dense job's time
-    (README "Benchmarks").  Here blocks up to 32 MiB come from the heap, and a free top up
+    the core's Dense job takes 6.5–7.4 ms that way and 4.5–5.1 ms with this (README
+    "Benchmarks", ``python -m bench.transport``).  Here blocks up to 32 MiB come from the heap, and a free top up
     to ``keep_bytes`` stays; with at most two arenas (threadpool threads would otherwise get
     up to eight per core), the free tops kept between requests are at most 2 × ``keep_bytes``
     (freed blocks below a live allocation stay resident with or without this, as always).

@@ -2,8 +2,9 @@
 underneath for ``http://`` URLs.
 
 httpx's own transport reads an answer in 64 KiB pieces, each passed through httpcore and h11
-and the pieces joined at the end; for the Dense job's 4.7 MB safetensors answer that was about
-3 ms of the client's time, a third of the whole call (``python -m bench.transport``).
+and the pieces joined at the end; a Dense call with its 4.7 MB safetensors answer took 14.7 ms
+that way against 10.6 ms on this transport, and 11.1 ms for a raw socket client sending the
+same bytes (``python -m bench.client``).
 ``http.client`` reads a body of known length with one buffered read straight into the bytes
 object it returns, and a request goes out as its pieces with ``sendall`` (a large array from its
 own memory).  Everything above the bytes stays httpx's: timeouts, event hooks, redirects,

@@ -1,0 +1,159 @@
+"""The thin client's side of a Dense call (bench.transport's Dense job, every term):
+
+    .venv/bin/python -m bench.client [--repeats 30]
+
+1. **Transports**, interleaved medians against one live service: the thin client over
+   safetensors on its own transport (``service.client.transport``) and on httpx's
+   (``httpx.HTTPTransport``), and a raw-socket client sending the same request bytes and
+   reading the answer into one buffer (no parsing: the floor for a client).
+2. **Fresh pages per call** (``ru_minflt`` around each call, median) in a fresh client
+   interpreter, for safetensors and JSON+b64, with glibc's malloc defaults and with
+   ``service.runtime.keep_freed_memory`` in the client's process; each with its median ms.
+3. **b64 decoding** of the Dense answer's gradients in process: pybase64's validating
+   decoder against its default one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pybase64
+
+from bench.common import ROOT, live_service, medians_ms
+from bench.transport import BATCH, FEATURES, REGS, UNITS
+from service.client import Client, _as_b64
+from service.wire import safetensors
+
+
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH, FEATURES)).astype(np.float32)
+    k = (rng.normal(size=(FEATURES, UNITS)) * 0.05).astype(np.float32)
+    b = (rng.normal(size=UNITS) * 0.05).astype(np.float32)
+    return x, k, b
+
+
+def dense_body(x: np.ndarray, k: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    return {"inputs": x, "kernel": k, "bias": b, "activation": "relu", **REGS, "activity_normalization": "batch"}
+
+
+def raw_client(base: str, body: bytes) -> Any:
+    """One keep-alive socket: send the head and the body, read the answer into one buffer."""
+    host, port = base.rsplit("/", 1)[1].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    head = (f"POST /v1/dense HTTP/1.1\r\nHost: {host}\r\nContent-Type: {safetensors.MEDIA_TYPE}\r\n"
+            f"Accept: {safetensors.MEDIA_TYPE}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+
+    def call() -> None:
+        sock.sendall(head)
+        sock.sendall(body)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        answer_head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(answer_head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        buffer = bytearray(length)
+        view, got = memoryview(buffer), len(rest)
+        view[:got] = rest
+        while got < length:
+            got += sock.recv_into(view[got:])
+
+    return call
+
+
+CHILD = r"""
+import resource, statistics, sys, time
+from service import runtime
+from service.client import Client
+from bench.client import data
+from bench.transport import REGS
+base, form, keep = sys.argv[1], sys.argv[2], sys.argv[3] == "keep"
+if keep:
+    runtime.keep_freed_memory(64 << 20)
+x, k, b = data()
+faults, ms = [], []
+with Client(base, format=form) as c:
+    for _ in range(int(sys.argv[4])):
+        before, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+        r = c.dense(x, k, b, activation="relu", **REGS)
+        ms.append((time.perf_counter() - start) * 1e3)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        del r
+print(statistics.median(faults[3:]), statistics.median(ms[3:]))
+"""
+
+
+def fresh_pages(base: str, form: str, keep: str, calls: int) -> tuple[float, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", CHILD, base, form, keep, str(calls)], cwd=ROOT, check=True,
+                         capture_output=True, text=True, env={**env, "PYTHONPATH": str(ROOT)}).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    x, k, b = data()
+    body = dense_body(x, k, b)
+    tensors, rest = safetensors.flatten({**body, "return_gradients": True})
+    request = b"".join(bytes(p) for p in safetensors.parts(tensors, {"json": orjson.dumps(rest).decode()}))
+
+    with live_service({"PENALTY_BLAS_THREADS": "1"}) as base:
+        own = Client(base)
+        httpx_transport = Client(format="safetensors", http=httpx.Client(base_url=base, timeout=120))
+        transports = medians_ms({
+            "thin client, safetensors, its own transport": lambda: own.dense(x, k, b, activation="relu", **REGS),
+            "thin client, safetensors, httpx's transport": lambda: httpx_transport.dense(x, k, b, activation="relu",
+                                                                                          **REGS),
+            "raw socket, same request bytes, answer into one buffer": raw_client(base, request),
+        }, args.repeats)
+        with Client(base, format="json") as c:
+            answer = c.http.post("/v1/dense", content=orjson.dumps({**_as_b64(body), "encoding": "b64"}),
+                                 headers={"Content-Type": "application/json"}).content
+        pages = {(form, keep): fresh_pages(base, form, keep, args.repeats)
+                 for form in ("safetensors", "json") for keep in ("default", "keep")}
+
+    strings = []
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            if "b64" in value:
+                strings.append(value["b64"])
+            for item in value.values():
+                collect(item)
+    collect(json.loads(answer))
+    decoding = medians_ms({
+        "pybase64.b64decode(s, validate=True)": lambda: [pybase64.b64decode(s, validate=True) for s in strings],
+        "pybase64.b64decode(s)": lambda: [pybase64.b64decode(s) for s in strings],
+    }, args.repeats)
+
+    load = os.getloadavg()[0]
+    print(f"bench.client: the Dense job (every term), medians of {args.repeats} interleaved calls; "
+          f"load average at the end {load:.1f} on {os.cpu_count()} cores\n")
+    print("1. Transports\n\n| client | median ms |\n|---|---:|")
+    for name, ms in transports.items():
+        print(f"| {name} | {ms:.2f} |")
+    print("\n2. Fresh pages per call in the client's process\n")
+    print("| format | client's malloc | minor faults per call | median ms |\n|---|---|---:|---:|")
+    for (form, keep), (faults, ms) in pages.items():
+        print(f"| {form} | {'keep_freed_memory(64 MiB)' if keep == 'keep' else 'glibc defaults'} | "
+              f"{faults:,.0f} | {ms:.2f} |")
+    total = sum(len(s) for s in strings)
+    print(f"\n3. Decoding the answer's {len(strings)} b64 tensors ({total:,} characters)\n")
+    print("| decoder | median ms |\n|---|---:|")
+    for name, ms in decoding.items():
+        print(f"| {name} | {ms:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
