@@ -25,15 +25,11 @@ from bench.common import ROOT
 
 CHILD = r"""
 import json, statistics, subprocess, sys, time
-import numpy as np
 from threadpoolctl import threadpool_limits
-from bench.transport import BATCH, FEATURES, REGS, UNITS
+from bench.transport import REGS, dense_job
 from service.core.dense import dense
 
-rng = np.random.default_rng(0)
-x = rng.normal(size=(BATCH, FEATURES)).astype(np.float32)
-k = (rng.normal(size=(FEATURES, UNITS)) * 0.05).astype(np.float32)
-b = (rng.normal(size=UNITS) * 0.05).astype(np.float32)
+x, k, b = dense_job()
 rounds = int(sys.argv[1])
 
 def medians():

@@ -29,17 +29,9 @@ import orjson
 import pybase64
 
 from bench.common import ROOT, live_service, medians_ms
-from bench.transport import BATCH, FEATURES, REGS, UNITS
+from bench.transport import REGS, dense_job
 from service.client import Client, _as_b64
 from service.wire import safetensors
-
-
-def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(BATCH, FEATURES)).astype(np.float32)
-    k = (rng.normal(size=(FEATURES, UNITS)) * 0.05).astype(np.float32)
-    b = (rng.normal(size=UNITS) * 0.05).astype(np.float32)
-    return x, k, b
 
 
 def dense_body(x: np.ndarray, k: np.ndarray, b: np.ndarray) -> dict[str, Any]:
@@ -75,12 +67,11 @@ CHILD = r"""
 import resource, statistics, sys, time
 from service import runtime
 from service.client import Client
-from bench.client import data
-from bench.transport import REGS
+from bench.transport import REGS, dense_job
 base, form, keep = sys.argv[1], sys.argv[2], sys.argv[3] == "keep"
 if keep:
     runtime.keep_freed_memory(64 << 20)
-x, k, b = data()
+x, k, b = dense_job()
 faults, ms = [], []
 with Client(base, format=form) as c:
     for _ in range(int(sys.argv[4])):
@@ -104,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
-    x, k, b = data()
+    x, k, b = dense_job()
     body = dense_body(x, k, b)
     tensors, rest = safetensors.flatten({**body, "return_gradients": True})
     request = b"".join(bytes(p) for p in safetensors.parts(tensors, {"json": orjson.dumps(rest).decode()}))

@@ -73,7 +73,17 @@ L1 = {"type": "l1", "l1": 0.01}
 #: The checkout's root: the Keras interpreter imports bench.keras_dense from it.
 REPO = Path(__file__).resolve().parents[1]
 
-#: The inputs every contender uses (the same seeds in every process).
+def dense_job() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Dense job's inputs, kernel and bias (seed 0), as every contender builds them."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH, FEATURES)).astype(np.float32)
+    k = (rng.normal(size=(FEATURES, UNITS)) * 0.05).astype(np.float32)
+    b = (rng.normal(size=UNITS) * 0.05).astype(np.float32)
+    return x, k, b
+
+
+#: The inputs every contender uses, for the worker interpreters (the Keras one cannot import
+#: this module): the same seeds as :func:`dense_job`.
 DATA = r"""
 import json, sys, time
 import numpy as np
@@ -327,10 +337,7 @@ def main() -> None:
             print(f"| {name} | {value:,.0f} | {value / echo:.0%} |")
         return
     threadpool_limits(limits=blas, user_api="blas")
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(BATCH, FEATURES)).astype(np.float32)
-    k = (rng.normal(size=(FEATURES, UNITS)) * 0.05).astype(np.float32)
-    b = (rng.normal(size=UNITS) * 0.05).astype(np.float32)
+    x, k, b = dense_job()
     big = np.random.default_rng(1).normal(size=ELEMENTS).astype(np.float32)
 
     with ExitStack() as stack:
