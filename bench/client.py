@@ -30,7 +30,7 @@ import pybase64
 
 from bench.common import ROOT, live_service, medians_ms
 from bench.transport import REGS, dense_job
-from service.client import Client, _as_b64
+from service.client import _NAMES, Client, _little, jsonbody
 from service.wire import safetensors
 
 
@@ -110,8 +110,8 @@ def main() -> None:
             "raw socket, same request bytes, answer into one buffer": raw_client(base, request),
         }, args.repeats)
         with Client(base, format="json") as c:
-            answer = c.http.post("/v1/dense", content=orjson.dumps({**_as_b64(body), "encoding": "b64"}),
-                                 headers={"Content-Type": "application/json"}).content
+            request = bytes(jsonbody.encode({**_little(body), "encoding": "b64"}, _NAMES, jsonbody.Buffers()))
+            answer = c.http.post("/v1/dense", content=request, headers={"Content-Type": "application/json"}).content
         pages = {(form, keep): fresh_pages(base, form, keep, args.repeats)
                  for form in ("safetensors", "json") for keep in ("default", "keep")}
 

@@ -18,6 +18,11 @@ own memory).  Everything above the bytes stays httpx's: timeouts, event hooks, r
   cannot do anything twice.
 * A body of known length (``Content-Length``) is read whole on the first read of the stream;
   any other body (chunked, e.g. ``/v1/train``'s Server-Sent Events) is read as it arrives.
+* A request may carry the extension :data:`READ_INTO`: a function that takes the answer's
+  length and returns a writable memoryview of that many bytes; a body of known length is
+  then read into that memory and yielded as the view itself (the JSON client's kept buffer,
+  :mod:`service.client.jsonbody`).  Read it with ``iter_bytes`` or ``iter_raw``: ``read()``
+  copies the view into new bytes.
 * ``https://`` URLs go to httpx's own transport (``fallback``).
 * Errors are httpx's: ``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``WriteError``,
   ``ReadError``, ``RemoteProtocolError``.
@@ -35,6 +40,8 @@ from typing import Any
 import httpx
 
 Timeouts = dict[str, float | None]
+#: The request extension naming where a body of known length is read (see above).
+READ_INTO = "penalty_service.read_into"
 #: Bytes per ``sendall``: httpx's write timeout bounds each write, not a whole large array.
 WRITE_BYTES = 1 << 20
 
@@ -42,13 +49,18 @@ WRITE_BYTES = 1 << 20
 class _Body(httpx.SyncByteStream):
     """An answer's body; the connection goes back to the pool once the body is read whole."""
 
-    def __init__(self, response: http.client.HTTPResponse, release: Any) -> None:
+    def __init__(self, response: http.client.HTTPResponse, release: Any, into: Any = None) -> None:
         self.response = response
         self.release = release
+        self.into = into
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            if self.response.length is not None and not self.response.chunked:
+            length = self.response.length
+            if length is not None and not self.response.chunked:
+                if self.into is not None and length:
+                    yield self._read_into(self.into(length))
+                    return
                 data = self.response.read()  # one buffered read of exactly Content-Length bytes
                 if data:
                     yield data
@@ -59,6 +71,15 @@ class _Body(httpx.SyncByteStream):
             raise httpx.ReadTimeout(str(exc) or "timed out reading the answer") from exc
         except (OSError, http.client.HTTPException) as exc:
             raise httpx.ReadError(f"reading the answer failed: {exc!r}") from exc
+
+    def _read_into(self, view: memoryview) -> Any:
+        got = 0
+        while got < len(view):
+            n = self.response.readinto(view[got:])
+            if not n:
+                raise http.client.IncompleteRead(bytes(view[:0]), len(view) - got)
+            got += n
+        return view
 
     def close(self) -> None:
         self.release(self.response)
@@ -97,7 +118,8 @@ class SocketTransport(httpx.BaseTransport):
         return httpx.Response(
             status_code=response.status,
             headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.getheaders()],
-            stream=_Body(response, lambda r: self._release(address, conn, r, reusable)),
+            stream=_Body(response, lambda r: self._release(address, conn, r, reusable),
+                         request.extensions.get(READ_INTO)),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode("latin-1")},
         )
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from service.client import http_client
-from service.client.transport import SocketTransport
+from service.client.transport import READ_INTO, SocketTransport
 
 Script = Callable[[socket.socket, int], None]
 
@@ -290,3 +290,39 @@ def test_an_idle_connection_is_checked_with_poll_past_descriptor_1023() -> None:
         for s in (high, a, b):
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_answer_is_read_into_the_memory_the_request_names(peer: Callable[[Script], Peer]) -> None:
+    """READ_INTO: the body is read into the caller's view and yielded as that view; the
+    connection then goes back to the pool as after any answer read whole."""
+    def echo(conn: socket.socket, _: int) -> None:
+        buffer = bytearray()
+        while request := read_request(conn, buffer):
+            conn.sendall(answer(request.split(b"\r\n\r\n", 1)[1]))
+
+    kept = bytearray(400_000)
+    asked: list[int] = []
+
+    def into(n: int) -> memoryview:
+        asked.append(n)
+        return memoryview(kept)[:n]
+
+    p = peer(echo)
+    body = np.arange(75_000, dtype=np.float32).tobytes()
+    with client(p.port) as http:
+        with http.stream("POST", "/x", content=body, extensions={READ_INTO: into}) as response:
+            pieces = list(response.iter_bytes())
+        assert len(pieces) == 1 and isinstance(pieces[0], memoryview) and pieces[0].obj is kept
+        assert bytes(pieces[0]) == body and asked == [300_000]
+        assert http.post("/x", content=b"again", extensions={READ_INTO: into}).content == b"again"  # read() copies
+    assert p.accepted == 1
+
+
+def test_an_answer_cut_short_while_read_into_memory_is_a_read_error(peer: Callable[[Script], Peer]) -> None:
+    def short(conn: socket.socket, _: int) -> None:
+        read_request(conn, bytearray())
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 600)
+
+    p = peer(short)
+    with client(p.port) as http, pytest.raises(httpx.ReadError, match="IncompleteRead"):
+        http.post("/x", content=b"1", extensions={READ_INTO: lambda n: memoryview(bytearray(n))})
