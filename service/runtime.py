@@ -25,7 +25,7 @@ def prepare_blas_environment(environ: dict[str, str] | os._Environ[str] = os.env
 
 
 #: glibc ``mallopt`` parameters
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -2, -3, -8
 #: glibc's largest allowed mmap threshold on 64-bit systems
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 #: the largest value ``mallopt`` takes (a C int)
@@ -43,7 +43,9 @@ def keep_freed_memory(keep_bytes: int) -> bool:
     mappings and trims the heap's free top, so each request page-faults its memory in again:
     the core's Dense job takes 6.5–7.4 ms that way and 4.5–5.1 ms with this (README
     "Benchmarks", ``python -m bench.transport``).  Here blocks up to 32 MiB come from the heap, and a free top up
-    to ``keep_bytes`` stays; with at most two arenas (threadpool threads would otherwise get
+    to ``keep_bytes`` stays, also once a larger burst has been freed and trimmed (glibc's
+    trim keeps only ``M_TOP_PAD``, 128 KiB by default: after one 100 MB JSON body, the next
+    requests faulted everything in again); with at most two arenas (threadpool threads would otherwise get
     up to eight per core), the free tops kept between requests are at most 2 × ``keep_bytes``
     (freed blocks below a live allocation stay resident with or without this, as always).
     ``keep_bytes`` over 2 GiB − 1 is taken as 2 GiB − 1 (``mallopt`` takes a C int).
@@ -58,5 +60,6 @@ def keep_freed_memory(keep_bytes: int) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     keep = min(keep_bytes, INT_MAX)  # mallopt takes a C int
-    settings = ((M_MMAP_THRESHOLD, min(keep, MMAP_THRESHOLD_MAX)), (M_TRIM_THRESHOLD, keep), (M_ARENA_MAX, 2))
+    settings = ((M_MMAP_THRESHOLD, min(keep, MMAP_THRESHOLD_MAX)), (M_TRIM_THRESHOLD, keep), (M_TOP_PAD, keep),
+                (M_ARENA_MAX, 2))
     return all(mallopt(param, value) == 1 for param, value in settings)  # stops at the first refusal

@@ -362,7 +362,20 @@ class FastLane:
             response = handler(Request(scope, receive), exc)
             if inspect.isawaitable(response):
                 response = await response
+            _forget_frames(exc)  # answered: its frames (the body among their locals) can go now
         await response(scope, receive, send)
+
+
+def _forget_frames(exc: BaseException) -> None:
+    """Drop the tracebacks of an answered error and of the errors it chains: an exception
+    raised in the threadpool is referenced from frames its traceback holds, a cycle that
+    would keep the request's body and arrays alive until the cyclic garbage collector ran."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
 
 
 async def _read_body(receive: Any) -> bytes:

@@ -272,10 +272,12 @@ class Client:
             if response.status_code >= 400:
                 response.read()
                 raise ServiceError(response.status_code, _error_body(response))
-            if response.headers.get("content-type", "").startswith(safetensors.MEDIA_TYPE):
-                tensors, metadata = safetensors.read(response.read())
-                return orjson.loads(metadata.get("json", "{}")), tensors
+            # read past response.content: httpx's Response is part of a reference cycle, so
+            # what it holds outlives the call until the garbage collector runs
             data = response.content if response.is_stream_consumed else _joined(list(response.iter_bytes()))
+            if response.headers.get("content-type", "").startswith(safetensors.MEDIA_TYPE):
+                tensors, metadata = safetensors.read(bytes(data) if handed else data)
+                return orjson.loads(metadata.get("json", "{}")), tensors
             if handed and data is handed[0]:  # the kept buffer's first len(data) bytes
                 kept: Any = handed[0].obj
                 return jsonbody.decode(kept, len(data), _DTYPES)
@@ -328,7 +330,7 @@ def _kept(handed: list[memoryview], view: memoryview) -> memoryview:
 
 
 def _joined(pieces: list[Any]) -> Any:
-    """One piece as it is (a view of a kept buffer, or bytes); several joined."""
+    """One piece as it is (a view of a kept buffer, or bytes); none or several joined."""
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 

@@ -38,6 +38,10 @@ LONG = 1024
 #: Bytes of an array encoded per step: a multiple of 3 (no padding inside the text), and
 #: 64 KiB of text, small enough that malloc reuses the same block for every step.
 STEP = 3 * (1 << 14)
+#: Characters of b64 text decoded per step (a multiple of 4): 48 KiB of bytes.
+DECODE_STEP = 1 << 16
+#: Each decoded tensor starts at a multiple of this in the answer's one array.
+ALIGN = 64
 #: A kept buffer grows up to this many bytes; a larger body gets a buffer of its own.
 KEPT_BYTES = 64 << 20
 
@@ -146,15 +150,31 @@ def decode(data: bytes | bytearray, n: int, datatypes: Mapping[str, np.dtype[Any
 
 
 class _Answer:
-    """Tensors taken out of a parsed answer; placeholders read from the answer's bytes."""
+    """Tensors taken out of a parsed answer; placeholders read from the answer's bytes.
+
+    The b64 tensors are decoded, piece by piece, into one array allocated for all of them
+    (each tensor a view of it, as the arrays of a safetensors answer are views of its
+    bytes).  One block of the same size per call is what glibc's malloc reuses; a block
+    per tensor, or pybase64's own results (allocated for the longest possible result, then
+    shrunk), came as fresh pages on every call."""
 
     def __init__(self, data: bytes | bytearray, spans: list[tuple[int, int]],
                  datatypes: Mapping[str, np.dtype[Any]]) -> None:
         self.data, self.spans, self.datatypes = data, spans, datatypes
         self.tensors: dict[str, np.ndarray] = {}
+        self.order: list[str] = []  # every tensor's path, in the answer's order
+        self.pending: list[tuple[str, str | memoryview, np.dtype[Any], Any]] = []  # the b64 ones
 
     def split(self, document: Any) -> tuple[Any, dict[str, np.ndarray]]:
-        return self.walk(document, "")[1], self.tensors
+        rest = self.walk(document, "")[1]
+        sizes = [_aligned(len(text) // 4 * 3) for _, text, _, _ in self.pending]
+        raw = np.empty(sum(sizes), np.uint8)
+        at = 0
+        for (path, text, dtype, shape), size in zip(self.pending, sizes, strict=True):
+            n = _decode_into(raw[at:at + size], text)
+            self.tensors[path] = raw[at:at + n].view(dtype).reshape(shape)
+            at += size
+        return rest, {path: self.tensors[path] for path in self.order}
 
     def span(self, value: Any) -> memoryview | None:
         """The bytes a placeholder stands for (None for any other value)."""
@@ -168,8 +188,8 @@ class _Answer:
         return value if span is None else bytes(span).decode("utf-8")
 
     def walk(self, value: Any, path: str) -> tuple[bool, Any]:
-        """``(taken, rest)``: whether ``value`` was a tensor (now in ``tensors``), and
-        what remains of it otherwise."""
+        """``(taken, rest)``: whether ``value`` was a tensor (now in ``tensors`` or
+        ``pending``), and what remains of it otherwise."""
         if isinstance(value, list):
             items = [self.walk(item, f"{path}.{i}" if path else str(i)) for i, item in enumerate(value)]
             return False, [rest for taken, rest in items if not taken]
@@ -177,12 +197,12 @@ class _Answer:
             return False, self.text(value)
         if "datatype" in value and "shape" in value and ("b64" in value or "data" in value):
             dtype = self.datatypes[value["datatype"]]
-            if "b64" not in value:
-                flat = np.asarray(value["data"], dtype)
-            else:
+            self.order.append(path)
+            if "b64" in value:
                 span = self.span(value["b64"])
-                flat = np.frombuffer(pybase64.b64decode(value["b64"] if span is None else span, validate=True), dtype)
-            self.tensors[path] = flat.reshape(value["shape"])
+                self.pending.append((path, value["b64"] if span is None else span, dtype, value["shape"]))
+            else:
+                self.tensors[path] = np.asarray(value["data"], dtype).reshape(value["shape"])
             return True, None
         kept = {}
         for key, item in value.items():
@@ -191,3 +211,20 @@ class _Answer:
             if not taken:
                 kept[key] = rest
         return False, kept
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def _decode_into(out: np.ndarray, text: Any) -> int:
+    """Decode b64 ``text`` (validated) into ``out``, :data:`DECODE_STEP` characters at a
+    time; the number of bytes written."""
+    if not isinstance(text, str | memoryview):
+        raise ValueError(f"b64 must be a string, got {type(text).__name__}")
+    at = 0
+    for start in range(0, len(text), DECODE_STEP):
+        part = pybase64.b64decode(text[start:start + DECODE_STEP], validate=True)
+        out[at:at + len(part)] = np.frombuffer(part, np.uint8)
+        at += len(part)
+    return at

@@ -222,28 +222,31 @@ def flatten(document: Any, prefix: str = "") -> tuple[dict[str, np.ndarray], Any
     ({'a.b': array([0., 0.]), 'c.0': array([1.])}, {'a': {}, 'c': [3]})
     """
     tensors: dict[str, np.ndarray] = {}
-
-    def walk(value: Any, path: str) -> tuple[bool, Any]:
-        if isinstance(value, np.ndarray):
-            tensors[path] = value
-            return True, None
-        if isinstance(value, dict):
-            if isinstance(value.get("data"), np.ndarray) and "datatype" in value:
-                tensors[path] = value["data"].reshape(value.get("shape", value["data"].shape))
-                return True, None
-            kept = {}
-            for key, item in value.items():
-                taken, rest = walk(item, f"{path}.{key}" if path else str(key))
-                if not taken:
-                    kept[key] = rest
-            return False, kept
-        if isinstance(value, list | tuple):
-            items = [walk(item, f"{path}.{i}" if path else str(i)) for i, item in enumerate(value)]
-            return False, [rest for taken, rest in items if not taken]
-        return False, value
-
-    _, rest = walk(document, prefix)
+    _, rest = _split(document, prefix, tensors)
     return tensors, rest
+
+
+def _split(value: Any, path: str, tensors: dict[str, np.ndarray]) -> tuple[bool, Any]:
+    """:func:`flatten`'s walk: ``(taken, rest)``.  A module function, not a closure: a
+    recursive closure is a reference cycle, and it held every answer's arrays until the
+    cyclic garbage collector ran (a server worker grew by each answer's size per request)."""
+    if isinstance(value, np.ndarray):
+        tensors[path] = value
+        return True, None
+    if isinstance(value, dict):
+        if isinstance(value.get("data"), np.ndarray) and "datatype" in value:
+            tensors[path] = value["data"].reshape(value.get("shape", value["data"].shape))
+            return True, None
+        kept = {}
+        for key, item in value.items():
+            taken, rest = _split(item, f"{path}.{key}" if path else str(key), tensors)
+            if not taken:
+                kept[key] = rest
+        return False, kept
+    if isinstance(value, list | tuple):
+        items = [_split(item, f"{path}.{i}" if path else str(i), tensors) for i, item in enumerate(value)]
+        return False, [rest for taken, rest in items if not taken]
+    return False, value
 
 
 __all__ = ["DTYPES", "MAX_HEADER_BYTES", "MEDIA_TYPE", "SafetensorsError", "flatten", "parts", "read", "write"]

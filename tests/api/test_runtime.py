@@ -123,3 +123,32 @@ def test_a_request_s_memory_is_reused_without_new_page_faults() -> None:
     pages = 10 * (25 << 19) // 4096  # 10 requests of 12.5 MiB
     assert runs["default"] > pages // 2, runs
     assert runs["keep"] < pages // 5, runs  # at most about the first request's, in a new thread
+
+
+def test_memory_kept_after_a_larger_burst_is_trimmed_down_to_the_keep_not_to_nothing() -> None:
+    """glibc trims the heap's free top once it exceeds the trim threshold, and then keeps
+    only M_TOP_PAD of it.  With the pad at glibc's default (128 KiB) one request larger than
+    the keep (a JSON body of 100 MB, freed at once) left nothing kept, and the next requests
+    faulted all their pages in again; with the pad at the keep, the keep survives."""
+    probe = (
+        "import ctypes, resource, sys\n"
+        "from service.runtime import M_TOP_PAD, keep_freed_memory\n"
+        "keep_freed_memory(64 << 20)\n"
+        "if sys.argv[1] == 'glibc pad': ctypes.CDLL(None).mallopt(M_TOP_PAD, 128 << 10)\n"
+        "def burst():\n"
+        "    blocks = [bytearray(20 << 20) for _ in range(5)]\n"
+        "    del blocks\n"
+        "def request():\n"
+        "    blocks = [bytearray(16 << 20) for _ in range(3)]\n"
+        "    del blocks\n"
+        "request(); burst()\n"
+        "start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "request()\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)\n"
+    )
+    runs = {mode: int(subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, cwd=ROOT,
+                                     env=glibc_defaults(), timeout=60, check=True).stdout)
+            for mode in ("glibc pad", "keep")}
+    pages = (48 << 20) // 4096
+    assert runs["glibc pad"] > pages // 2, runs
+    assert runs["keep"] < pages // 20, runs
