@@ -268,20 +268,24 @@ class Client:
             headers = {"Content-Type": "application/json", "Accept": "application/json",
                        "Content-Length": str(len(text))}
             extensions[READ_INTO] = lambda n: _kept(handed, self._buffers.get("answer", n))
-        with self.http.stream("POST", path, content=content, headers=headers, extensions=extensions) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise ServiceError(response.status_code, _error_body(response))
-            # read past response.content: httpx's Response is part of a reference cycle, so
-            # what it holds outlives the call until the garbage collector runs
-            data = response.content if response.is_stream_consumed else _joined(list(response.iter_bytes()))
-            if response.headers.get("content-type", "").startswith(safetensors.MEDIA_TYPE):
-                tensors, metadata = safetensors.read(bytes(data) if handed else data)
-                return orjson.loads(metadata.get("json", "{}")), tensors
-            if handed and data is handed[0]:  # the kept buffer's first len(data) bytes
-                kept: Any = handed[0].obj
-                return jsonbody.decode(kept, len(data), _DTYPES)
-            return jsonbody.decode(bytes(data), len(data), _DTYPES)
+        try:
+            with self.http.stream("POST", path, content=content, headers=headers, extensions=extensions) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ServiceError(response.status_code, _error_body(response))
+                # read past response.content: httpx's Response is part of a reference cycle, so
+                # what it holds outlives the call until the garbage collector runs
+                data = response.content if response.is_stream_consumed else _joined(list(response.iter_bytes()))
+                if response.headers.get("content-type", "").startswith(safetensors.MEDIA_TYPE):
+                    tensors, metadata = safetensors.read(bytes(data) if handed else data)
+                    return orjson.loads(metadata.get("json", "{}")), tensors
+                if handed and data is handed[0]:  # the kept buffer's first len(data) bytes
+                    kept: Any = handed[0].obj
+                    return jsonbody.decode(kept, len(data), _DTYPES)
+                return jsonbody.decode(bytes(data), len(data), _DTYPES)
+        finally:  # the request and the answer (in the cycle) let go of the bodies' memory now
+            content.clear()
+            handed.clear()
 
 
 # --------------------------------------------------------------------------- helpers

@@ -288,3 +288,31 @@ def test_the_readme_safetensors_example_runs(app: FastAPI, monkeypatch: pytest.M
     exec(compile(code.group(1), "README.md", "exec"), namespace)
     assert namespace["r"].status_code == 200
     assert namespace["load"](namespace["r"].content)["gradient"].shape == (2, 2, 4)
+
+
+@pytest.mark.slow
+def test_a_call_lets_go_of_its_arrays_without_the_garbage_collector(tmp_path: Path) -> None:
+    """httpx's Response is part of a reference cycle: what the request and the answer hold
+    when the call returns lives on until the collector runs (over the client's own
+    transport, the request's pieces kept the caller's array alive).  The client lets go of
+    both bodies itself, so the caller's array and the answer's memory go as soon as the
+    caller drops them."""
+    import gc
+    import weakref
+
+    port = free_port()
+    argv = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with serve(argv, clean_env({"PYTHONPATH": str(ROOT)}), tmp_path, port) as base:
+        for form in FORMATS:
+            with Client(base, format=form) as client:
+                tensor = RNG.normal(size=(300, 100)).astype(np.float32)
+                sent = weakref.ref(tensor)
+                answer = client.penalty(tensor, "l2")
+                assert answer.gradient is not None
+                answered = weakref.ref(answer.gradient)
+                gc.disable()
+                try:
+                    del tensor, answer
+                    assert (form, sent(), answered()) == (form, None, None)
+                finally:
+                    gc.enable()
