@@ -59,6 +59,14 @@ def glibc_defaults() -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
 
 
+def probe_faults(probe: str, *modes: str) -> dict[str, int]:
+    """What ``probe`` prints (the page faults it counted) in a fresh interpreter on glibc's
+    defaults, for each mode (its first argument)."""
+    return {mode: int(subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, cwd=ROOT,
+                                     env=glibc_defaults(), timeout=60, check=True).stdout)
+            for mode in modes}
+
+
 def test_malloc_keeps_freed_memory_only_where_glibc_takes_the_setting() -> None:
     import platform
 
@@ -86,8 +94,7 @@ def test_a_keep_beyond_a_c_int_is_capped_not_wrapped() -> None:
         "requests()\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)\n"
     )
-    faults = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
-                                env=glibc_defaults(), timeout=60, check=True).stdout)
+    faults = probe_faults(probe, "")[""]
     assert faults < 10 * (8 << 20) // 4096 // 20, faults
 
 
@@ -117,9 +124,7 @@ def test_a_request_s_memory_is_reused_without_new_page_faults() -> None:
         "served()\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)\n"
     )
-    runs = {mode: int(subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, cwd=ROOT,
-                                     env=glibc_defaults(), timeout=60, check=True).stdout)
-            for mode in ("default", "keep")}
+    runs = probe_faults(probe, "default", "keep")
     pages = 10 * (25 << 19) // 4096  # 10 requests of 12.5 MiB
     assert runs["default"] > pages // 2, runs
     assert runs["keep"] < pages // 5, runs  # at most about the first request's, in a new thread
@@ -146,9 +151,7 @@ def test_memory_kept_after_a_larger_burst_is_trimmed_down_to_the_keep_not_to_not
         "request()\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)\n"
     )
-    runs = {mode: int(subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, cwd=ROOT,
-                                     env=glibc_defaults(), timeout=60, check=True).stdout)
-            for mode in ("glibc pad", "keep")}
+    runs = probe_faults(probe, "glibc pad", "keep")
     pages = (48 << 20) // 4096
     assert runs["glibc pad"] > pages // 2, runs
     assert runs["keep"] < pages // 20, runs
