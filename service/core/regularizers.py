@@ -184,10 +184,14 @@ class L1L2(Regularizer):
 
     def gradient(self, x: np.ndarray) -> FloatArray:
         w = as_work(x)
-        g = np.zeros_like(w)
         with np.errstate(over="ignore"):
+            # the terms added to +0 in this order, in place: sign(±0) is +0, so a -0 in x
+            # still gives +0 (+0 + -0), as zeros + l1·sign(x) + 2·l2·x does
             if self.l1:
-                g += factor_in(self.l1, x.dtype) * np.sign(w)
+                g = np.sign(w)
+                g *= factor_in(self.l1, x.dtype)
+            else:
+                g = np.zeros_like(w)
             if self.l2:
                 g += (2 * factor_in(self.l2, x.dtype)) * w
         return to_dtype(g, x.dtype)

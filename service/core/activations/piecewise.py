@@ -66,16 +66,14 @@ def relu_d(z: FloatArray, y: FloatArray, p: P) -> FloatArray:
     if s != 0 and m is None and th == 0:
         return leaky_relu_d(z, y, {"negative_slope": s})
     if th != 0:
-        x = np.where(z > const(z, f32(th)), z, const(z, 0))
         d = indicator(z > const(z, f32(th)), z)
     elif m == 6:
-        x = np.minimum(np.maximum(z, 0), const(z, 6))
         d = indicator((z > 0) & (z < 6), z)
     else:
-        x = np.maximum(z, const(z, 0))
         d = indicator(z > 0, z)
     if m is not None and not (th == 0 and m == 6):
         # tf.clip_by_value = maximum(minimum(x, m), 0); both pass the gradient at a tie.
+        x = np.where(z > const(z, f32(th)), z, const(z, 0)) if th != 0 else np.maximum(z, const(z, 0))
         mm = const(z, f32(m))
         d = d * indicator((x <= mm) & (np.minimum(x, mm) >= 0), z)
     if s != 0:
