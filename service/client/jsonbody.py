@@ -18,8 +18,8 @@ costs about a microsecond: a third of the call (``python -m bench.client``).  He
   a string, no string holds an escape, and no string of the answer can be a placeholder
   (``"\\u0000<n>"``: an escape).  Any other answer is parsed whole, as before.
 
-The arrays returned are new memory (each b64 tensor decoded into its own bytes); nothing
-returned refers to a kept buffer.
+The arrays returned are new memory (an answer's b64 tensors are decoded into one new array,
+each tensor a view of it); nothing returned refers to a kept buffer.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def skeleton(data: bytes | bytearray, n: int) -> tuple[bytes, list[tuple[int, in
 def decode(data: bytes | bytearray, n: int, datatypes: Mapping[str, np.dtype[Any]]) -> tuple[Any, dict[str, np.ndarray]]:
     """A JSON answer (the first ``n`` bytes of ``data``) -> ``(the answer without its
     tensors, the tensors by dot-joined path)``, as :func:`service.wire.safetensors.flatten`
-    splits a document (a tensor in a list is taken out of it too); each tensor is new memory."""
+    splits a document (a tensor in a list is taken out of it too); the tensors are new memory."""
     cut = skeleton(data, n)
     if cut is None:
         return _Answer(data, [], datatypes).split(from_json(bytes(data[:n]) if n < len(data) else data))
@@ -225,6 +225,8 @@ def _decode_into(out: np.ndarray, text: Any) -> int:
     at = 0
     for start in range(0, len(text), DECODE_STEP):
         part = pybase64.b64decode(text[start:start + DECODE_STEP], validate=True)
+        if len(part) < DECODE_STEP // 4 * 3 and start + DECODE_STEP < len(text):
+            raise ValueError("b64 has padding before its end")  # valid piece by piece, not whole
         out[at:at + len(part)] = np.frombuffer(part, np.uint8)
         at += len(part)
     return at

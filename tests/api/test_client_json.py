@@ -123,9 +123,17 @@ def test_decoded_arrays_do_not_share_the_kept_buffer() -> None:
     assert tensors["g"].tobytes() == array.tobytes()
 
 
-def test_invalid_b64_in_a_long_string_is_refused() -> None:
-    text = orjson.dumps({"g": {"shape": [1000], "datatype": "FP32", "b64": "!" * 4000}})
+@pytest.mark.parametrize("b64", ["!" * 4000, "AAA=" * 1000,
+                                 "A" * (jsonbody.DECODE_STEP - 4) + "AA==" + "A" * 4000])
+def test_invalid_b64_in_a_long_string_is_refused(b64: str) -> None:
+    """Decoded piece by piece, the text is still refused as a whole would be: a piece that
+    ends in padding is only valid at the end (the shape is what the pieces would decode to)."""
+    pieces = [b64[i:i + jsonbody.DECODE_STEP] for i in range(0, len(b64), jsonbody.DECODE_STEP)]
+    nbytes = sum(len(p) // 4 * 3 - p[-2:].count("=") for p in pieces)
+    text = orjson.dumps({"g": {"shape": [nbytes // 2], "datatype": "FP16", "b64": b64}})
     with pytest.raises(ValueError):
+        pybase64.b64decode(b64, validate=True)
+    with pytest.raises(ValueError, match="padding|base64|Incorrect|Only"):
         jsonbody.decode(bytearray(text), len(text), _DTYPES)
 
 
