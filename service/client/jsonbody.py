@@ -60,7 +60,8 @@ class Buffers(threading.local):
             return memoryview(bytearray(n))
         buffer = self.kept.get(which)
         if buffer is None or len(buffer) < n:
-            buffer = self.kept[which] = bytearray(max(n, 2 * len(buffer) if buffer else 0) if n else 0)
+            grown = min(2 * len(buffer), KEPT_BYTES) if buffer else 0  # doubling, up to the cap
+            buffer = self.kept[which] = bytearray(max(n, grown))
         return memoryview(buffer)[:n]
 
 

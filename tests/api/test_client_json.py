@@ -68,6 +68,8 @@ def test_the_request_buffer_is_kept_and_grown() -> None:
     third = jsonbody.encode({"x": np.ones(100_000, np.float32)}, _NAMES, buffers)
     assert third.obj is not kept and buffers.get("request", 10).obj is third.obj
     assert buffers.get("request", jsonbody.KEPT_BYTES + 1).obj is not third.obj  # too large to keep
+    buffers.kept["request"] = bytearray(jsonbody.KEPT_BYTES * 3 // 4)
+    assert len(buffers.get("request", jsonbody.KEPT_BYTES * 3 // 4 + 1).obj) == jsonbody.KEPT_BYTES  # not 1.5×
 
 
 def answer_text(document: dict[str, Any]) -> bytes:
@@ -133,7 +135,7 @@ def test_invalid_b64_in_a_long_string_is_refused(b64: str) -> None:
     text = orjson.dumps({"g": {"shape": [nbytes // 2], "datatype": "FP16", "b64": b64}})
     with pytest.raises(ValueError):
         pybase64.b64decode(b64, validate=True)
-    with pytest.raises(ValueError, match="padding|base64|Incorrect|Only"):
+    with pytest.raises(ValueError, match=r"padding|base64|Incorrect|Only"):
         jsonbody.decode(bytearray(text), len(text), _DTYPES)
 
 
