@@ -3,7 +3,9 @@
     .venv/bin/python -m bench.client [--repeats 30]
 
 1. **Transports**, interleaved medians against one live service: the thin client over
-   safetensors on its own transport (``service.client.transport``) and on httpx's
+   safetensors on its own transport (``service.client.transport``) as ``Client(base)`` uses
+   it (POSTs past ``httpx.Client``'s per-request machinery), the same transport under an
+   ``httpx.Client`` (``http=http_client(base)``), httpx's own transport
    (``httpx.HTTPTransport``), and a raw-socket client sending the same request bytes and
    reading the answer into one buffer (no parsing: the floor for a client).
 2. **Fresh pages per call** (``ru_minflt`` around each call, median) in a fresh client
@@ -30,7 +32,7 @@ import pybase64
 
 from bench.common import ROOT, live_service, medians_ms
 from bench.transport import REGS, dense_job
-from service.client import _NAMES, Client, _little, jsonbody
+from service.client import _NAMES, Client, _little, http_client, jsonbody
 from service.wire import safetensors
 
 
@@ -102,9 +104,12 @@ def main() -> None:
 
     with live_service({"PENALTY_BLAS_THREADS": "1"}) as base:
         own = Client(base)
+        through_httpx = Client(format="safetensors", http=http_client(base))
         httpx_transport = Client(format="safetensors", http=httpx.Client(base_url=base, timeout=120))
         transports = medians_ms({
-            "thin client, safetensors, its own transport": lambda: own.dense(x, k, b, activation="relu", **REGS),
+            "thin client, safetensors, its own transport (direct)": lambda: own.dense(x, k, b, activation="relu", **REGS),
+            "thin client, safetensors, its own transport under httpx.Client": lambda: through_httpx.dense(
+                x, k, b, activation="relu", **REGS),
             "thin client, safetensors, httpx's transport": lambda: httpx_transport.dense(x, k, b, activation="relu",
                                                                                           **REGS),
             "raw socket, same request bytes, answer into one buffer": raw_client(base, request),

@@ -237,13 +237,16 @@ class Sizes:
         return {"request": [request], "response": [response]}
 
 
-def clients(base: str) -> tuple[dict[str, Client], dict[str, Sizes]]:
-    out, sizes = {}, {}
+def clients(base: str) -> tuple[dict[str, Client], dict[str, Client], dict[str, Sizes]]:
+    """``(timed, sized, sizes)``: per format, the client the benchmark times, ``Client(base)``
+    as a user makes it, and one on an ``httpx.Client`` whose hooks record each request's
+    and answer's bytes in ``sizes`` (hooks take httpx's per-request path, not the direct one)."""
+    timed, sized, sizes = {}, {}, {}
     for form in ("json", "safetensors"):
+        timed[form] = Client(base, format=form)  # type: ignore[arg-type]
         sizes[form] = Sizes()
-        http = http_client(base, event_hooks=sizes[form].hooks())  # what Client(base) uses
-        out[form] = Client(format=form, http=http)  # type: ignore[arg-type]
-    return out, sizes
+        sized[form] = Client(format=form, http=http_client(base, event_hooks=sizes[form].hooks()))  # type: ignore[arg-type]
+    return timed, sized, sizes
 
 
 # --------------------------------------------------------------------------- small requests
@@ -351,12 +354,12 @@ def main() -> None:
         plain = Worker(sys.executable, CORE_WORKER, {**env, "BENCH_GLIBC_DEFAULTS": "1"})
         stack.callback(plain.close)
         base = stack.enter_context(live_service(env))
-        via, sizes = clients(base)
+        via, sized, sizes = clients(base)
         floor = Floor()
         stack.callback(floor.close)
 
-        def service(form: str, selection: Any = True) -> Callable[[], None]:
-            return lambda: via[form].dense(x, k, b, activation="relu", **REGS, return_gradients=selection) and None
+        def service(form: str, selection: Any = True, clients: dict[str, Client] = via) -> Callable[[], None]:
+            return lambda: clients[form].dense(x, k, b, activation="relu", **REGS, return_gradients=selection) and None
 
         dense_runs: dict[str, Callable[[], Any]] = {}
         if keras:
@@ -373,7 +376,7 @@ def main() -> None:
         wire: dict[str, tuple[int, int]] = {}
         for label, form, sel in (("JSON+b64, every term", "json", True), ("safetensors, every term", "safetensors", True),
                                  ("safetensors, totals", "safetensors", "totals")):
-            service(form, sel)()
+            service(form, sel, sized)()
             wire[f"Dense {label}"] = (sizes[form].sent, sizes[form].received)
         floors = {f"floor {name}": (lambda p=bytes(s), n=r: floor.round_trip(p, n)) for name, (s, r) in wire.items()
                   if "safetensors" in name}
@@ -389,7 +392,7 @@ def main() -> None:
             "(d) service safetensors": lambda: via["safetensors"].penalty(big, L1) and None,
         }
         for form, label in (("json", "L1 4M JSON+b64"), ("safetensors", "L1 4M safetensors")):
-            via[form].penalty(big, L1)
+            sized[form].penalty(big, L1)
             wire[label] = (sizes[form].sent, sizes[form].received)
         s, r = wire["L1 4M safetensors"]
         payload = bytes(s)

@@ -105,8 +105,34 @@ def http_client(base_url: str, *, timeout: float = 120.0, **kwargs: Any) -> http
     :class:`~service.client.transport.SocketTransport` (one buffered read per answer,
     TCP_NODELAY so that the request's pieces are not held back by Nagle's algorithm),
     ``https://`` over httpx's own transport, also with TCP_NODELAY."""
+    return httpx.Client(base_url=base_url, timeout=timeout, transport=_socket_transport(), **kwargs)
+
+
+def _socket_transport() -> SocketTransport:
     tls = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    return httpx.Client(base_url=base_url, timeout=timeout, transport=SocketTransport(fallback=tls), **kwargs)
+    return SocketTransport(fallback=tls)
+
+
+@dataclass(frozen=True)
+class _Direct:
+    """Where :class:`Client` posts on its own ``http://`` transport, past ``httpx.Client``'s
+    per-request machinery (URL merging, cookies, hooks, request and response objects)."""
+
+    transport: SocketTransport
+    address: tuple[str, int]
+    prefix: str  # the base URL's path
+    host: bytes  # the Host header
+    timeouts: dict[str, float | None]
+
+    @staticmethod
+    def of(transport: SocketTransport, http: httpx.Client) -> _Direct | None:
+        """For ``http``, made with ``transport`` and nothing else; None for an ``https://``
+        base URL (httpx's own transport carries those)."""
+        url = http.base_url
+        if url.scheme != "http":
+            return None
+        return _Direct(transport, (url.host, url.port or 80), url.raw_path.decode("ascii").rstrip("/"),
+                       url.netloc, http.timeout.as_dict())
 
 
 class Client:
@@ -123,7 +149,12 @@ class Client:
         if format not in ("safetensors", "json"):
             raise ValueError(f"format must be 'safetensors' or 'json', got {format!r}")
         self.format = format
-        self.http = http if http is not None else http_client(base_url, timeout=timeout)
+        self._direct: _Direct | None = None
+        if http is None:  # its own transport, which also takes its POSTs directly
+            transport = _socket_transport()
+            http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+            self._direct = _Direct.of(transport, http)
+        self.http = http
         self._buffers = jsonbody.Buffers()
 
     def __enter__(self) -> Client:
@@ -254,8 +285,8 @@ class Client:
     def post(self, path: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """POST ``body`` (arrays anywhere in it) -> ``(the rest of the answer, its arrays by
         dot-joined path)``; raises :class:`ServiceError` for an error answer."""
-        extensions: dict[str, Any] = {}
         handed: list[memoryview] = []  # the kept buffer an answer was read into
+        into = None
         if self.format == "safetensors":
             tensors, rest = safetensors.flatten(body)
             pieces = safetensors.parts(tensors, {"json": orjson.dumps(rest).decode()})
@@ -267,25 +298,37 @@ class Client:
             content = [text]
             headers = {"Content-Type": "application/json", "Accept": "application/json",
                        "Content-Length": str(len(text))}
-            extensions[READ_INTO] = lambda n: _kept(handed, self._buffers.get("answer", n))
+            into = lambda n: _kept(handed, self._buffers.get("answer", n))  # noqa: E731
         try:
-            with self.http.stream("POST", path, content=content, headers=headers, extensions=extensions) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise ServiceError(response.status_code, _error_body(response))
-                # read past response.content: httpx's Response is part of a reference cycle, so
-                # what it holds outlives the call until the garbage collector runs
-                data = response.content if response.is_stream_consumed else _joined(list(response.iter_bytes()))
-                if response.headers.get("content-type", "").startswith(safetensors.MEDIA_TYPE):
-                    tensors, metadata = safetensors.read(bytes(data) if handed else data)
-                    return orjson.loads(metadata.get("json", "{}")), tensors
-                if handed and data is handed[0]:  # the kept buffer's first len(data) bytes
-                    kept: Any = handed[0].obj
-                    return jsonbody.decode(kept, len(data), _DTYPES)
-                return jsonbody.decode(bytes(data), len(data), _DTYPES)
-        finally:  # the request and the answer (in the cycle) let go of the bodies' memory now
+            status, reason, content_type, data = self._send(path, headers, content, into)
+            if status >= 400:
+                raise ServiceError(status, _error_body(data, reason))
+            if content_type.startswith(safetensors.MEDIA_TYPE):
+                tensors, metadata = safetensors.read(bytes(data) if handed else data)
+                return orjson.loads(metadata.get("json", "{}")), tensors
+            if handed and data is handed[0]:  # the kept buffer's first len(data) bytes
+                kept: Any = handed[0].obj
+                return jsonbody.decode(kept, len(data), _DTYPES)
+            return jsonbody.decode(bytes(data), len(data), _DTYPES)
+        finally:  # the request and the answer (in httpx's cycle) let go of the bodies' memory now
             content.clear()
             handed.clear()
+
+    def _send(self, path: str, headers: dict[str, str], content: list[Any],
+              into: Any) -> tuple[int, str, str, Any]:
+        """``(status, reason, content type, body)`` of a POST of ``content``."""
+        direct = self._direct
+        if direct is not None:
+            raw = [(b"Host", direct.host), *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]
+            status, reason, answer, data = direct.transport.post(direct.address, direct.prefix + path, raw, content,
+                                                                 direct.timeouts, into)
+            return status, reason, answer.get("content-type", ""), data
+        extensions = {READ_INTO: into} if into is not None else {}
+        with self.http.stream("POST", path, content=content, headers=headers, extensions=extensions) as response:
+            # read past response.content: httpx's Response is part of a reference cycle, so
+            # what it holds outlives the call until the garbage collector runs
+            data = response.content if response.is_stream_consumed else _joined(list(response.iter_bytes()))
+            return response.status_code, response.reason_phrase, response.headers.get("content-type", ""), data
 
 
 # --------------------------------------------------------------------------- helpers
@@ -359,14 +402,16 @@ def _by_term(flat: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> G
     return out
 
 
-def _error_body(response: httpx.Response) -> dict[str, Any]:
+def _error_body(data: Any, reason: str) -> dict[str, Any]:
+    """The envelope of an error answer; one made up from its text for any other body."""
+    raw = bytes(data)
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return body
-    message = response.text[:200] or response.reason_phrase
+    message = raw[:200].decode("utf-8", "replace") or reason
     return {"error": {"code": "http_error", "message": message, "details": []}}
 
 

@@ -326,3 +326,86 @@ def test_an_answer_cut_short_while_read_into_memory_is_a_read_error(peer: Callab
     p = peer(short)
     with client(p.port) as http, pytest.raises(httpx.ReadError, match="IncompleteRead"):
         http.post("/x", content=b"1", extensions={READ_INTO: lambda n: memoryview(bytearray(n))})
+
+
+# --------------------------------------------------------------------------- Client's direct POSTs
+
+
+def test_the_client_posts_directly_on_its_own_transport(peer: Callable[[Script], Peer]) -> None:
+    """``Client(base)`` sends its POSTs through the transport itself, past httpx.Client:
+    the same request line and headers a server needs (the base URL's path kept), one
+    keep-alive connection, and the answer read as before."""
+    import orjson
+
+    from service.client import Client
+    from service.wire import safetensors
+
+    seen: list[bytes] = []
+    answer_body = b"".join(bytes(p) for p in safetensors.parts(
+        {"gradient": np.arange(3, dtype=np.float32)},
+        {"json": orjson.dumps({"penalty": 1.5, "regularizer": {"type": "l1", "l1": 0.5}}).decode()}))
+
+    def record(conn: socket.socket, _: int) -> None:
+        buffer = bytearray()
+        while request := read_request(conn, buffer):
+            seen.append(request)
+            conn.sendall(answer(answer_body, b"Content-Type: " + safetensors.MEDIA_TYPE.encode()))
+
+    p = peer(record)
+    with Client(f"http://127.0.0.1:{p.port}/prefix/") as client:
+        assert client._direct is not None
+        results = [client.penalty(np.ones(3, np.float32), {"type": "l1", "l1": 0.5}) for _ in range(3)]
+    assert p.accepted == 1 and len(seen) == 3
+    assert [r.penalty for r in results] == [1.5] * 3
+    assert results[0].gradient is not None and results[0].gradient.tolist() == [0.0, 1.0, 2.0]
+    head, body = seen[0].split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /prefix/v1/penalty HTTP/1.1"
+    fields = {k.lower(): v for k, _, v in (line.partition(b": ") for line in lines[1:])}
+    assert fields[b"host"] == b"127.0.0.1:%d" % p.port
+    assert fields[b"content-type"] == fields[b"accept"] == safetensors.MEDIA_TYPE.encode()
+    assert int(fields[b"content-length"]) == len(body)
+    tensors, metadata = safetensors.read(body)
+    assert tensors["tensor"].tolist() == [1.0, 1.0, 1.0] and "regularizer" in metadata["json"]
+
+
+@pytest.mark.parametrize(("status", "body", "code", "message"), [
+    (422, b'{"error": {"code": "invalid_spec", "message": "no such regularizer", "details": []}}',
+     "invalid_spec", "no such regularizer"),
+    (502, b"upstream went away", "http_error", "upstream went away"),
+    (503, b"", "http_error", "Service Unavailable"),
+])
+def test_an_error_answer_on_the_direct_path_raises_service_error(
+        peer: Callable[[Script], Peer], status: int, body: bytes, code: str, message: str) -> None:
+    from service.client import Client, ServiceError
+
+    def refuse(conn: socket.socket, _: int) -> None:
+        read_request(conn, bytearray())
+        reason = {422: b"Unprocessable Entity", 502: b"Bad Gateway", 503: b"Service Unavailable"}[status]
+        conn.sendall(b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n\r\n%s" % (status, reason, len(body), body))
+
+    p = peer(refuse)
+    for form in ("safetensors", "json"):
+        with Client(f"http://127.0.0.1:{p.port}", format=form) as client, pytest.raises(ServiceError) as caught:  # type: ignore[arg-type]
+            client.penalty(np.ones(2, np.float32), "l1")
+        assert (caught.value.status, caught.value.code, caught.value.message) == (status, code, message)
+
+
+def test_the_direct_path_keeps_the_clients_timeout(peer: Callable[[Script], Peer]) -> None:
+    from service.client import Client
+
+    def silent(conn: socket.socket, _: int) -> None:
+        read_request(conn, bytearray())
+        conn.recv(1)  # holds the connection open and answers nothing
+
+    p = peer(silent)
+    with Client(f"http://127.0.0.1:{p.port}", timeout=0.3) as client, pytest.raises(httpx.ReadTimeout):
+        client.penalty(np.ones(2, np.float32), "l1")
+
+
+def test_an_https_base_url_or_a_given_http_client_goes_through_httpx() -> None:
+    from service.client import Client, http_client
+
+    assert Client("https://example.invalid")._direct is None
+    assert Client(http=http_client("http://127.0.0.1:1"))._direct is None
+    assert Client("http://127.0.0.1:1")._direct is not None
