@@ -8,9 +8,11 @@
    ``httpx.Client`` (``http=http_client(base)``), httpx's own transport
    (``httpx.HTTPTransport``), and a raw-socket client sending the same request bytes and
    reading the answer into one buffer (no parsing: the floor for a client).
-2. **Fresh pages per call** (``ru_minflt`` around each call, median) in a fresh client
-   interpreter, for safetensors and JSON+b64, with glibc's malloc defaults and with
-   ``service.runtime.keep_freed_memory`` in the client's process; each with its median ms.
+2. **Each client alone** in a fresh interpreter (``getrusage`` around each call, medians):
+   fresh pages (``ru_minflt``), ms and CPU time (user and system) per call, for
+   ``Client(base)`` over safetensors and JSON+b64, with glibc's malloc defaults and with
+   ``service.runtime.keep_freed_memory`` in the client's process, for the same client on an
+   ``httpx.Client`` (``http=http_client(base)``), and for the raw socket client.
 3. **b64 decoding** of the Dense answer's gradients in process: pybase64's validating
    decoder against its default one.
 """
@@ -66,31 +68,46 @@ def raw_client(base: str, body: bytes) -> Any:
 
 
 CHILD = r"""
-import resource, statistics, sys, time
+import orjson, resource, statistics, sys, time
 from service import runtime
-from service.client import Client
+from service.client import Client, http_client
+from service.wire import safetensors
+from bench.client import dense_body, raw_client
 from bench.transport import REGS, dense_job
-base, form, keep = sys.argv[1], sys.argv[2], sys.argv[3] == "keep"
+base, form, keep, client = sys.argv[1], sys.argv[2], sys.argv[3] == "keep", sys.argv[5]
 if keep:
     runtime.keep_freed_memory(64 << 20)
 x, k, b = dense_job()
-faults, ms = [], []
-with Client(base, format=form) as c:
-    for _ in range(int(sys.argv[4])):
-        before, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
-        r = c.dense(x, k, b, activation="relu", **REGS)
-        ms.append((time.perf_counter() - start) * 1e3)
-        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-        del r
-print(statistics.median(faults[3:]), statistics.median(ms[3:]))
+if client == "raw socket":
+    tensors, rest = safetensors.flatten({**dense_body(x, k, b), "return_gradients": True})
+    call = raw_client(base, b"".join(bytes(p) for p in safetensors.parts(tensors, {"json": orjson.dumps(rest).decode()})))
+else:
+    c = Client(base, format=form) if client == "Client(base)" else Client(format=form, http=http_client(base))
+    call = lambda: c.dense(x, k, b, activation="relu", **REGS)
+faults, ms, cpu = [], [], []
+for _ in range(int(sys.argv[4])):
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    r = call()
+    ms.append((time.perf_counter() - start) * 1e3)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    faults.append(after.ru_minflt - before.ru_minflt)
+    cpu.append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1e3)
+    del r
+print(statistics.median(faults[3:]), statistics.median(ms[3:]), statistics.median(cpu[3:]))
 """
 
+#: Section 2's rows: (format, client's malloc, client).
+ALONE = [("safetensors", "default", "Client(base)"), ("safetensors", "keep", "Client(base)"),
+         ("safetensors", "default", "Client(http=http_client(base))"), ("safetensors", "default", "raw socket"),
+         ("json", "default", "Client(base)"), ("json", "keep", "Client(base)")]
 
-def fresh_pages(base: str, form: str, keep: str, calls: int) -> tuple[float, float]:
+
+def alone(base: str, form: str, keep: str, client: str, calls: int) -> tuple[float, float, float]:
+    """(median minor faults, ms and CPU ms per call) of one client in a fresh interpreter."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
-    out = subprocess.run([sys.executable, "-c", CHILD, base, form, keep, str(calls)], cwd=ROOT, check=True,
+    out = subprocess.run([sys.executable, "-c", CHILD, base, form, keep, str(calls), client], cwd=ROOT, check=True,
                          capture_output=True, text=True, env={**env, "PYTHONPATH": str(ROOT)}).stdout.split()
-    return float(out[0]), float(out[1])
+    return float(out[0]), float(out[1]), float(out[2])
 
 
 def main() -> None:
@@ -106,19 +123,19 @@ def main() -> None:
         own = Client(base)
         through_httpx = Client(format="safetensors", http=http_client(base))
         httpx_transport = Client(format="safetensors", http=httpx.Client(base_url=base, timeout=120))
-        transports = medians_ms({
+        contenders = {
             "thin client, safetensors, its own transport (direct)": lambda: own.dense(x, k, b, activation="relu", **REGS),
             "thin client, safetensors, its own transport under httpx.Client": lambda: through_httpx.dense(
                 x, k, b, activation="relu", **REGS),
             "thin client, safetensors, httpx's transport": lambda: httpx_transport.dense(x, k, b, activation="relu",
                                                                                           **REGS),
             "raw socket, same request bytes, answer into one buffer": raw_client(base, request),
-        }, args.repeats)
+        }
+        transports = medians_ms(contenders, args.repeats)
         with Client(base, format="json") as c:
             request = bytes(jsonbody.encode({**_little(body), "encoding": "b64"}, _NAMES, jsonbody.Buffers()))
             answer = c.http.post("/v1/dense", content=request, headers={"Content-Type": "application/json"}).content
-        pages = {(form, keep): fresh_pages(base, form, keep, args.repeats)
-                 for form in ("safetensors", "json") for keep in ("default", "keep")}
+        pages = {row: alone(base, *row, args.repeats) for row in ALONE}
 
     strings = []
     def collect(value: Any) -> None:
@@ -139,11 +156,12 @@ def main() -> None:
     print("1. Transports\n\n| client | median ms |\n|---|---:|")
     for name, ms in transports.items():
         print(f"| {name} | {ms:.2f} |")
-    print("\n2. Fresh pages per call in the client's process\n")
-    print("| format | client's malloc | minor faults per call | median ms |\n|---|---|---:|---:|")
-    for (form, keep), (faults, ms) in pages.items():
-        print(f"| {form} | {'keep_freed_memory(64 MiB)' if keep == 'keep' else 'glibc defaults'} | "
-              f"{faults:,.0f} | {ms:.2f} |")
+    print("\n2. Each client alone in a fresh interpreter: fresh pages, time and CPU per call\n")
+    print("| format | client | client's malloc | minor faults per call | median ms | CPU ms per call |\n"
+          "|---|---|---|---:|---:|---:|")
+    for (form, keep, client), (faults, ms, cpu) in pages.items():
+        print(f"| {form} | {client} | {'keep_freed_memory(64 MiB)' if keep == 'keep' else 'glibc defaults'} | "
+              f"{faults:,.0f} | {ms:.2f} | {cpu:.2f} |")
     total = sum(len(s) for s in strings)
     print(f"\n3. Decoding the answer's {len(strings)} b64 tensors ({total:,} characters)\n")
     print("| decoder | median ms |\n|---|---:|")
