@@ -44,6 +44,7 @@ from typing import Any
 
 import orjson
 import uvicorn
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 MESSAGES = {
@@ -69,6 +70,25 @@ class ServiceConfig(uvicorn.Config):
 #: Bytes of framing a chunk may carry beyond ``max_header_bytes`` per body: its size line
 #: (up to 16 hex digits and CRLF) and the CRLF after its data, with room to spare.
 FRAMING_PER_CHUNK = 64
+
+
+class BodyChunks(list[bytes]):
+    """A request's body bytes received and not yet taken by the app, kept as the parser's
+    own pieces.  uvicorn appends every piece to a ``bytearray`` and its ``receive`` copies
+    that into a ``bytes``: two copies of every body byte before the app joins its
+    messages.  Here a piece is kept as it is, and ``bytes()`` of it (what ``receive`` does)
+    is the piece itself when it is the only one, else one join."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+    def add(self, piece: bytes) -> None:
+        self.append(piece)
+        self.size += len(piece)
+
+    def __bytes__(self) -> bytes:
+        return self[0] if len(self) == 1 and type(self[0]) is bytes else b"".join(self)
 
 
 class _HeaderBlockTooLarge(Exception):
@@ -126,8 +146,20 @@ class ServiceProtocol(HttpToolsProtocol):
             self.send_400_response("")
 
     def on_body(self, body: bytes) -> None:
+        """uvicorn's, with the body kept in :class:`BodyChunks` (the same wake-up per piece
+        and the same pause past ``HIGH_WATER_LIMIT`` buffered bytes)."""
         self.read_body += len(body)
-        super().on_body(body)
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        chunks: Any = cycle.body
+        if not isinstance(chunks, BodyChunks):  # uvicorn's empty bytearray, set after each receive
+            chunks = BodyChunks()
+            cycle.body = chunks  # receive() takes bytes() of it
+        chunks.add(body)
+        if chunks.size > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_chunk_header(self) -> None:
         self.chunks += 1

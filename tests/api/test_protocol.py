@@ -231,3 +231,46 @@ def test_the_bound_reaches_every_worker(tmp_path: Path) -> None:
             assert is_431(responses(s.raw(block(BOUND + 1))))
     finally:
         stop(s)
+
+
+def test_body_pieces_are_handed_over_without_copies() -> None:
+    """What uvicorn's ``receive`` takes, ``bytes(cycle.body)``, is the parser's own piece when
+    it is the only one buffered, and one join of the pieces otherwise (uvicorn appended
+    each piece to a bytearray and copied that again)."""
+    from service.server import BodyChunks
+
+    piece = b"x" * 100_000
+    one = BodyChunks()
+    one.add(piece)
+    assert bytes(one) is piece and one.size == 100_000
+    several = BodyChunks()
+    for part in (b"ab", b"", b"cd" * 40_000):
+        several.add(part)
+    assert bytes(several) == b"ab" + b"cd" * 40_000 and several.size == 80_002
+    assert bytes(BodyChunks()) == b""
+
+
+def test_a_large_body_in_many_reads_arrives_whole(server: Server) -> None:
+    """A 3 MB body sent in uneven pieces (the server reads it over many reads, pausing past
+    64 KiB buffered) is parsed exactly: the answer's gradient is the sent tensor's sign."""
+    import numpy as np
+    import orjson
+
+    from service.wire import safetensors
+
+    tensor = np.random.default_rng(7).normal(size=750_000).astype(np.float32)
+    tensors, rest = safetensors.flatten({"tensor": tensor, "regularizer": {"type": "l1", "l1": 1.0}})
+    body = b"".join(bytes(p) for p in safetensors.parts(tensors, {"json": orjson.dumps(rest).decode()}))
+    head = (b"POST /v1/penalty HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: %s\r\nAccept: %s\r\n"
+            b"Content-Length: %d\r\n\r\n" % (safetensors.MEDIA_TYPE.encode(), safetensors.MEDIA_TYPE.encode(), len(body)))
+    with connect(server) as sock:
+        sock.sendall(head)
+        at, size = 0, 1
+        while at < len(body):
+            sock.sendall(body[at:at + size])
+            at, size = at + size, min(size * 3, 300_000)
+        answer = read_all(sock)
+    status, payload = responses(answer)[0]
+    assert status == 200
+    gradient = safetensors.read(payload)[0]["gradient"]
+    assert gradient.tobytes() == np.sign(tensor).tobytes()
