@@ -42,6 +42,12 @@ def dense_body(x: np.ndarray, k: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     return {"inputs": x, "kernel": k, "bias": b, "activation": "relu", **REGS, "activity_normalization": "batch"}
 
 
+def dense_request(x: np.ndarray, k: np.ndarray, b: np.ndarray) -> bytes:
+    """The Dense job's request (every term) as safetensors bytes, as the thin client sends it."""
+    tensors, rest = safetensors.flatten({**dense_body(x, k, b), "return_gradients": True})
+    return b"".join(bytes(p) for p in safetensors.parts(tensors, {"json": orjson.dumps(rest).decode()}))
+
+
 def raw_client(base: str, body: bytes) -> Any:
     """One keep-alive socket: send the head and the body, read the answer into one buffer."""
     host, port = base.rsplit("/", 1)[1].rsplit(":", 1)
@@ -68,19 +74,17 @@ def raw_client(base: str, body: bytes) -> Any:
 
 
 CHILD = r"""
-import orjson, resource, statistics, sys, time
+import resource, statistics, sys, time
 from service import runtime
 from service.client import Client, http_client
-from service.wire import safetensors
-from bench.client import dense_body, raw_client
+from bench.client import dense_request, raw_client
 from bench.transport import REGS, dense_job
 base, form, keep, client = sys.argv[1], sys.argv[2], sys.argv[3] == "keep", sys.argv[5]
 if keep:
     runtime.keep_freed_memory(64 << 20)
 x, k, b = dense_job()
 if client == "raw socket":
-    tensors, rest = safetensors.flatten({**dense_body(x, k, b), "return_gradients": True})
-    call = raw_client(base, b"".join(bytes(p) for p in safetensors.parts(tensors, {"json": orjson.dumps(rest).decode()})))
+    call = raw_client(base, dense_request(x, k, b))
 else:
     c = Client(base, format=form) if client == "Client(base)" else Client(format=form, http=http_client(base))
     call = lambda: c.dense(x, k, b, activation="relu", **REGS)
@@ -116,8 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     x, k, b = dense_job()
     body = dense_body(x, k, b)
-    tensors, rest = safetensors.flatten({**body, "return_gradients": True})
-    request = b"".join(bytes(p) for p in safetensors.parts(tensors, {"json": orjson.dumps(rest).decode()}))
+    request = dense_request(x, k, b)
 
     with live_service({"PENALTY_BLAS_THREADS": "1"}) as base:
         own = Client(base)

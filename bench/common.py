@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +38,19 @@ def medians_ms(runs: Mapping[str, Callable[[], Any]], repeat: int) -> dict[str, 
             own = run()
             times[name].append(own if isinstance(own, Seconds) else time.perf_counter() - start)
     return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
+@contextmanager
+def checkout(rev: str) -> Iterator[str]:
+    """The code at ``rev`` in a temporary ``git worktree`` of this checkout; yields its path
+    (a ``PYTHONPATH`` that runs that commit's service)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/{rev.replace('/', '_')}"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", path, rev], check=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", path], check=False)
 
 
 @contextmanager

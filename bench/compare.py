@@ -17,29 +17,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import tempfile
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
 
-from bench.common import ROOT, live_service
+from bench.common import checkout, live_service, medians_ms
 from bench.transport import ELEMENTS, L1, REGS, dense_job
 from service.client import Client
-
-
-def block(call: Callable[[], Any], calls: int) -> float:
-    """Median ms of ``calls`` calls, after one more."""
-    call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main() -> None:
@@ -50,10 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     x, k, b = dense_job()
     big = np.random.default_rng(1).normal(size=ELEMENTS).astype(np.float32)
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        other = f"{tmp}/base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", other, args.base], check=True)
-        stack.callback(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force", other], check=False)
+    with ExitStack() as stack:
+        other = stack.enter_context(checkout(args.base))
         services = {
             args.base: Client(stack.enter_context(live_service({"PYTHONPATH": other}))),
             "this checkout": Client(stack.enter_context(live_service())),
@@ -68,7 +52,8 @@ def main() -> None:
         for r in range(args.rounds):
             for name in names if r % 2 == 0 else names[::-1]:
                 for job, (call, calls) in jobs.items():
-                    samples[job, name].append(block(lambda c=services[name], f=call: f(c), calls))
+                    run = {job: lambda c=services[name], f=call: f(c)}
+                    samples[job, name].append(medians_ms(run, calls)[job])  # one warm-up call, then a block
     print(f"bench.compare: {args.rounds} rounds of blocks; each block's median, ms\n")
     print("| job | service | blocks | median |\n|---|---|---|---:|")
     for (job, name), values in samples.items():

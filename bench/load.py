@@ -181,7 +181,7 @@ def start_server(env: dict[str, str], logs: Path) -> tuple[subprocess.Popen[byte
     out = (logs / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--log-level",
                              env.get("PENALTY_LOG_LEVEL", "warning")],
-                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=logs, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                             env=clean_env({"PYTHONPATH": str(ROOT), **env}))
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):

@@ -32,7 +32,7 @@ import numpy as np
 import orjson
 
 from service.client import jsonbody
-from service.client.transport import READ_INTO, SocketTransport
+from service.client.transport import READ_INTO, SocketTransport, joined
 from service.wire import safetensors
 
 Format = Literal["safetensors", "json"]
@@ -327,7 +327,7 @@ class Client:
         with self.http.stream("POST", path, content=content, headers=headers, extensions=extensions) as response:
             # read past response.content: httpx's Response is part of a reference cycle, so
             # what it holds outlives the call until the garbage collector runs
-            data = response.content if response.is_stream_consumed else _joined(list(response.iter_bytes()))
+            data = response.content if response.is_stream_consumed else joined(list(response.iter_bytes()))
             return response.status_code, response.reason_phrase, response.headers.get("content-type", ""), data
 
 
@@ -374,11 +374,6 @@ def _little(value: Any) -> Any:
 def _kept(handed: list[memoryview], view: memoryview) -> memoryview:
     handed.append(view)
     return view
-
-
-def _joined(pieces: list[Any]) -> Any:
-    """One piece as it is (a view of a kept buffer, or bytes); none or several joined."""
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _gradients(doc: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> Gradients | None:
