@@ -44,8 +44,8 @@ def keep_freed_memory(keep_bytes: int) -> bool:
     the core's Dense job takes 6.5–7.4 ms that way and 4.5–5.1 ms with this (README
     "Benchmarks", ``python -m bench.transport``).  Here blocks up to 32 MiB come from the heap, and a free top up
     to ``keep_bytes`` stays, also once a larger burst has been freed and trimmed (glibc's
-    trim keeps only ``M_TOP_PAD``, 128 KiB by default: after one 100 MB JSON body, the next
-    requests faulted everything in again); with at most two arenas (threadpool threads would otherwise get
+    trim keeps only ``M_TOP_PAD``, 128 KiB by default: after a 100 MiB burst, such as one
+    large JSON body, the next requests faulted everything in again; ``tests/api/test_runtime.py``); with at most two arenas (threadpool threads would otherwise get
     up to eight per core), the free tops kept between requests are at most 2 × ``keep_bytes``
     (freed blocks below a live allocation stay resident with or without this, as always).
     ``keep_bytes`` over 2 GiB − 1 is taken as 2 GiB − 1 (``mallopt`` takes a C int).
